@@ -1,0 +1,57 @@
+# vlms: every target installs what it needs into .venv (pinned in requirements.lock) once.
+PY_BOOT ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+VLMS    := $(VENV)/bin/vlms
+STAMP   := $(VENV)/.stamp-installed
+SEED    ?= 20260101
+
+.PHONY: fit test check report validate bench lint clean venv audit reconstruct
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+## fit: sample every registered posterior, diagnose, compare and report
+fit: $(STAMP)
+	$(VLMS) audit
+	$(VLMS) fit --seed $(SEED)
+	$(VLMS) diagnose --strict
+	$(VLMS) compare
+	$(VLMS) report
+
+## test: the test suite and the linter
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2
+	$(VENV)/bin/ruff check .
+
+## check: the frequentist reproduction of the paper on data/cohort.csv
+check: $(STAMP)
+	$(VLMS) check
+
+audit: $(STAMP)
+	$(VLMS) audit
+
+reconstruct: $(STAMP)
+	$(VLMS) reconstruct --seed $(SEED)
+
+report: $(STAMP)
+	$(VLMS) report
+
+validate: $(STAMP)
+	$(VLMS) validate
+
+bench: $(STAMP)
+	$(VLMS) bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) reports/* .pytest_cache .ruff_cache
+	touch reports/.gitkeep

@@ -1,0 +1,1 @@
+"""vlms analysis: the paper, the cohort, frequentist checks, fitting, diagnostics and reports."""

@@ -1,0 +1,187 @@
+"""The ``vlms`` command: parses arguments and hands them to the function that does the work.
+
+Each subcommand names its handler as ``"module:function"``; the module is imported only when
+the subcommand runs, so ``vlms --help`` stays fast. A handler takes the parsed arguments and
+returns an exit status. Bad input (``VlmsInputError``) becomes one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from analysis.errors import VlmsInputError
+
+DEFAULT_COHORT = Path("data/cohort.csv")
+DEFAULT_PUBLISHED = Path("data/published.toml")
+DEFAULT_REPORTS = Path("reports")
+DEFAULT_SEED = 20260101
+
+
+def _csv_floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _csv_names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _add_data_args(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--data", type=Path, required=required, help="a comma-separated file")
+    p.add_argument("--time", help="column of follow-up times (months)")
+    p.add_argument(
+        "--event", help="column of event codes: 0 censored, 1 event (with --competing: 1..K cause)"
+    )
+    p.add_argument("--covariates", type=_csv_names, default=[], help="numeric columns, A,B,...")
+    p.add_argument("--competing", action="store_true", help="event codes are causes 1..K")
+    p.add_argument("--times", type=_csv_floats, help="report times t1,t2,... (months)")
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``vlms`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="vlms",
+        description=(
+            "Bayesian re-analysis of vascular leiomyosarcoma outcomes: the paper's numbers, "
+            "a synthetic reconstructed cohort, frequentist checks (lifelines) and "
+            "piecewise-exponential PyMC models, on the reconstruction or on your own CSV."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("audit", "analysis.audit:run_cli", "Audit the paper's numbers against each other.")
+    p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+
+    p = add(
+        "check",
+        "analysis.check_command:run_cli",
+        "Frequentist analyses (KM, log-rank, Cox, Aalen-Johansen, RMST). Without --data: "
+        "reproduce the paper's analyses on data/cohort.csv into reports/tables/frequentist.*",
+    )
+    _add_data_args(p, required=False)
+    p.add_argument("--group", help="column defining strata for KM and the log-rank test")
+    p.add_argument(
+        "--conf-type",
+        choices=["log-log", "log"],
+        default="log-log",
+        help="KM confidence interval transform (log-log: lifelines; log: R's default)",
+    )
+    p.add_argument("--rmst-horizon", type=float, default=60.0, help="RMST horizon (months)")
+    p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT, help="cohort for the paper run")
+    p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+
+    p = add(
+        "reconstruct",
+        "analysis.reconstruct:run_cli",
+        "Build the synthetic 63-patient cohort calibrated to the published numbers.",
+    )
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--out", type=Path, default=DEFAULT_COHORT)
+    p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+
+    p = add(
+        "fit",
+        "analysis.fit_command:run_cli",
+        "Sample posteriors. Without --data: every model in the registry on data/cohort.csv, "
+        "to reports/fits/. With --data: a piecewise-exponential model on your CSV.",
+    )
+    _add_data_args(p, required=False)
+    p.add_argument("--cuts", type=_csv_floats, help="interval cut points in months, 0,6,12,...")
+    p.add_argument("--prior-sd", type=float, default=1.0, help="sd of the log-HR prior")
+    p.add_argument("--prior-family", choices=["normal", "student_t"], default="normal")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
+    p.add_argument("--out", type=Path, help="write the InferenceData (NetCDF) here")
+    p.add_argument("--only", type=_csv_names, help="registry: fit only these model names")
+    p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+
+    p = add("diagnose", "analysis.diagnostics:run_cli", "ArviZ diagnostics of the saved fits.")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any model misses the bar")
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+
+    p = add(
+        "compare",
+        "analysis.compare:run_cli",
+        "Posterior hazard ratios against the published and frequentist ones.",
+    )
+    p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
+    p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+
+    p = add("report", "analysis.report:run_cli", "Write reports/index.html from saved outputs.")
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+
+    p = add("validate", "analysis.validate:run_cli", "Simulation-based calibration of the models.")
+    p.add_argument("--sims", type=int, default=200)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--scheduler", help="address of a Dask distributed scheduler")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+
+    p = add("bench", "analysis.bench:run_cli", "Timings: compile, sampling, ESS/s, scaling.")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+    return parser
+
+
+def _resolve(handler: str) -> Callable[[argparse.Namespace], int] | None:
+    module_name, func_name = handler.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    return getattr(module, func_name, None)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through atomic writers, which remove their temp files
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``vlms``; returns the exit status."""
+    warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
+    args = build_parser().parse_args(argv)
+    handler = _resolve(args.handler)
+    if handler is None:
+        print(f"vlms {args.command}: not built yet", file=sys.stderr)
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return int(handler(args) or 0)
+    except VlmsInputError as exc:
+        print(f"vlms {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vlms {args.command}: interrupted; no partial output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
