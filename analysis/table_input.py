@@ -88,7 +88,7 @@ def is_missing(cell: object) -> bool:
         return True
     if isinstance(cell, float) and math.isnan(cell):
         return True
-    return str(cell).strip().lower() in {"", "na", "nan", "null", "none", "."}
+    return str(cell).strip().lower() in {"", "na", "nan", "null", "."}
 
 
 def numeric_column(

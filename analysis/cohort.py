@@ -1,0 +1,242 @@
+"""The cohort schema, its one loader, and the end points derived from it.
+
+Every command that reads a cohort (the synthetic reconstruction or a user's own, in the same
+schema) goes through :func:`load_cohort`. End points are defined here and nowhere else:
+
+* DSS: ``followup_months``; event = death from disease (``dead_disease``); other deaths censored.
+* RFS (time to first recurrence): ``recurrence_months``; event = any first recurrence; a death
+  without recurrence is censored at death (the paper's "time to recurrence").
+* First-recurrence type (competing risks): ``recurrence_months``; cause 1 local only,
+  2 distant only, 3 local and distant; 4 death without recurrence (time ``followup_months``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import VlmsInputError
+from analysis.table_input import is_missing, read_csv
+
+
+@dataclass(frozen=True)
+class Column:
+    """One schema column: its kind, its allowed values or range, and whether it may be empty."""
+
+    name: str
+    kind: str  # "id", "category", "binary", "number"
+    levels: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
+    doc: str = ""
+
+
+SCHEMA: tuple[Column, ...] = (
+    Column("patient_id", "id", doc="synthetic id, e.g. SYN-001; unique"),
+    Column("age", "number", minimum=0, maximum=120, doc="age at diagnosis, years"),
+    Column("sex", "category", ("female", "male")),
+    Column("race", "category", ("white", "african_american", "hispanic")),
+    Column("site", "category", ("ivc", "saphenous_femoral", "renal", "upper_extremity", "other")),
+    Column("ivc_segment", "category", ("1", "2", "3"), nullable=True, doc="empty unless ivc"),
+    Column("size_ge5cm", "binary", nullable=True, doc="tumour >= 5 cm"),
+    Column("grade", "category", ("low", "intermediate", "high"), nullable=True),
+    Column("margin", "category", ("r0r1", "r2"), nullable=True),
+    Column("surgery_at", "category", ("mdacc", "outside")),
+    Column("chemotherapy", "category", ("none", "preoperative", "postoperative", "both")),
+    Column("radiation", "category", ("none", "preoperative", "postoperative")),
+    Column(
+        "ivc_management",
+        "category",
+        ("ligation", "reconstruction"),
+        nullable=True,
+        doc="empty unless ivc",
+    ),
+    Column("resected_kidney", "binary"),
+    Column("resected_adrenal", "binary"),
+    Column("resected_liver", "binary"),
+    Column("resected_intestine", "binary"),
+    Column("tma", "binary", doc="primary tumour on the tissue microarray"),
+    Column("beta_catenin", "binary", nullable=True, doc="1 high, 0 low; empty outside the TMA"),
+    Column("igf1r", "binary", nullable=True, doc="1 high, 0 low; empty outside the TMA"),
+    Column("recurrence", "category", ("none", "local", "distant", "local_distant")),
+    Column(
+        "recurrence_months",
+        "number",
+        minimum=0,
+        maximum=600,
+        doc="surgery to first recurrence, or to last follow-up if none",
+    ),
+    Column("met_lung", "binary"),
+    Column("met_liver", "binary"),
+    Column("met_bone", "binary"),
+    Column("met_abdomen", "binary"),
+    Column("met_other", "binary"),
+    Column("vital_status", "category", ("alive", "dead_disease", "dead_other")),
+    Column(
+        "followup_months", "number", minimum=0, maximum=600, doc="surgery to death/last contact"
+    ),
+)
+
+COLUMNS: tuple[str, ...] = tuple(c.name for c in SCHEMA)
+MET_COLUMNS: tuple[str, ...] = ("met_lung", "met_liver", "met_bone", "met_abdomen", "met_other")
+CAUSES: dict[int, str] = {
+    1: "local",
+    2: "distant",
+    3: "local_distant",
+    4: "death_without_recurrence",
+}
+TIME_TOLERANCE = 1e-9
+
+
+def load_cohort(path: str | Path) -> pd.DataFrame:
+    """Read and validate a cohort CSV; return typed columns (binary as float 0/1/NaN).
+
+    Raises
+    ------
+    VlmsInputError
+        The first violation, naming file, column and row.
+    """
+    name = str(path)
+    raw = read_csv(path)
+    return validate_cohort(raw, name)
+
+
+def validate_cohort(raw: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Type and validate a frame of strings in the cohort schema (see :func:`load_cohort`)."""
+    for col in COLUMNS:
+        if col not in raw.columns:
+            raise VlmsInputError("required column missing from the header", file=name, column=col)
+    out = pd.DataFrame(index=raw.index)
+    for column in SCHEMA:
+        out[column.name] = _parse_column(raw[column.name].tolist(), column, name)
+    for extra in raw.columns:
+        if extra not in out.columns:
+            out[extra] = raw[extra]
+    _check_rules(out, name)
+    return out.reset_index(drop=True)
+
+
+def _parse_column(cells: list[object], column: Column, file: str) -> list[object]:
+    values: list[object] = []
+    for row, cell in enumerate(cells, start=1):
+        if is_missing(cell):
+            if not column.nullable:
+                raise VlmsInputError("missing value", file=file, column=column.name, row=row)
+            values.append(np.nan if column.kind in {"binary", "number"} else None)
+            continue
+        text = str(cell).strip()
+        values.append(_parse_cell(text, column, file, row))
+    return values
+
+
+def _parse_cell(text: str, column: Column, file: str, row: int) -> object:
+    if column.kind == "id":
+        return text
+    if column.kind == "category":
+        if text not in column.levels:
+            raise VlmsInputError(
+                f"unknown category; allowed: {', '.join(column.levels)}",
+                file=file,
+                column=column.name,
+                row=row,
+            )
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise VlmsInputError("not a number", file=file, column=column.name, row=row) from None
+    if column.kind == "binary":
+        if value not in (0.0, 1.0):
+            raise VlmsInputError("must be 0 or 1", file=file, column=column.name, row=row)
+        return value
+    if not np.isfinite(value):
+        raise VlmsInputError("not a finite number", file=file, column=column.name, row=row)
+    if column.minimum is not None and value < column.minimum:
+        raise VlmsInputError(
+            f"below the minimum {column.minimum:g}", file=file, column=column.name, row=row
+        )
+    if column.maximum is not None and value > column.maximum:
+        raise VlmsInputError(
+            f"above the maximum {column.maximum:g}", file=file, column=column.name, row=row
+        )
+    return value
+
+
+def _check_rules(df: pd.DataFrame, file: str) -> None:
+    """Cross-field rules; the first violation is raised."""
+
+    def fail(mask: pd.Series, column: str, message: str) -> None:
+        bad = np.flatnonzero(np.asarray(mask, dtype=bool))
+        if bad.size:
+            raise VlmsInputError(message, file=file, column=column, row=int(bad[0]) + 1)
+
+    dup = df["patient_id"].duplicated()
+    fail(dup, "patient_id", "duplicate patient id")
+    ivc = df["site"] == "ivc"
+    fail(ivc & df["ivc_segment"].isna(), "ivc_segment", "required when site is ivc")
+    fail(~ivc & df["ivc_segment"].notna(), "ivc_segment", "must be empty unless site is ivc")
+    fail(ivc & df["ivc_management"].isna(), "ivc_management", "required when site is ivc")
+    fail(~ivc & df["ivc_management"].notna(), "ivc_management", "must be empty unless site is ivc")
+    in_tma = df["tma"] == 1
+    for marker in ("beta_catenin", "igf1r"):
+        fail(~in_tma & df[marker].notna(), marker, "biomarker given for a patient outside the TMA")
+        fail(in_tma & df[marker].isna(), marker, "biomarker missing for a TMA patient")
+    over = df["recurrence_months"] > df["followup_months"] + TIME_TOLERANCE
+    fail(over, "recurrence_months", "first recurrence after the end of follow-up")
+    no_rec = df["recurrence"] == "none"
+    differs = (df["recurrence_months"] - df["followup_months"]).abs() > TIME_TOLERANCE
+    fail(
+        no_rec & differs,
+        "recurrence_months",
+        "without recurrence it must equal followup_months (censored at last follow-up)",
+    )
+    distant = df["recurrence"].isin(["distant", "local_distant"])
+    for col in MET_COLUMNS:
+        fail(~distant & (df[col] == 1), col, "metastatic site given without distant recurrence")
+    no_site = distant & (df[list(MET_COLUMNS)].sum(axis=1) == 0)
+    fail(no_site, "met_lung", "distant recurrence with no metastatic site marked")
+    fail(
+        no_rec & (df["vital_status"] == "dead_disease"),
+        "vital_status",
+        "death from disease without a recorded recurrence",
+    )
+    fail(df["followup_months"] <= 0, "followup_months", "must be greater than 0")
+
+
+def dss(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Disease-specific survival: (months, 1 = death from disease)."""
+    time = df["followup_months"].to_numpy(float)
+    event = (df["vital_status"] == "dead_disease").to_numpy(int)
+    return time, event
+
+
+def rfs(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Time to first recurrence: (months, 1 = any recurrence); deaths censored."""
+    time = df["recurrence_months"].to_numpy(float)
+    event = (df["recurrence"] != "none").to_numpy(int)
+    return time, event
+
+
+def first_recurrence(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Competing risks of the first event: (months, cause code 0..4, see ``CAUSES``)."""
+    codes = {"none": 0, "local": 1, "distant": 2, "local_distant": 3}
+    cause = df["recurrence"].map(codes).to_numpy(int)
+    time = df["recurrence_months"].to_numpy(float).copy()
+    dead_first = (cause == 0) & (df["vital_status"] != "alive").to_numpy()
+    cause[dead_first] = 4
+    time[dead_first] = df["followup_months"].to_numpy(float)[dead_first]
+    return time, cause
+
+
+def radiation_any(df: pd.DataFrame) -> np.ndarray:
+    """1 where the patient had radiation (pre- or postoperative): the paper's surgery+radiation."""
+    return (df["radiation"] != "none").to_numpy(int)
+
+
+def adjuvant_any(df: pd.DataFrame) -> np.ndarray:
+    """1 where the patient had chemotherapy and/or radiation (neoadjuvant or adjuvant)."""
+    return ((df["radiation"] != "none") | (df["chemotherapy"] != "none")).to_numpy(int)
