@@ -21,7 +21,7 @@ fit: $(STAMP)
 	$(VLMS) audit
 	$(VLMS) fit --seed $(SEED)
 	$(VLMS) diagnose --strict
-	$(VLMS) compare
+	$(VLMS) compare --seed $(SEED)
 	$(VLMS) report
 
 ## test: the test suite and the linter

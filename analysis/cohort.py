@@ -38,16 +38,51 @@ class Column:
 SCHEMA: tuple[Column, ...] = (
     Column("patient_id", "id", doc="synthetic id, e.g. SYN-001; unique"),
     Column("age", "number", minimum=0, maximum=120, doc="age at diagnosis, years"),
-    Column("sex", "category", ("female", "male")),
-    Column("race", "category", ("white", "african_american", "hispanic")),
-    Column("site", "category", ("ivc", "saphenous_femoral", "renal", "upper_extremity", "other")),
-    Column("ivc_segment", "category", ("1", "2", "3"), nullable=True, doc="empty unless ivc"),
-    Column("size_ge5cm", "binary", nullable=True, doc="tumour >= 5 cm"),
-    Column("grade", "category", ("low", "intermediate", "high"), nullable=True),
-    Column("margin", "category", ("r0r1", "r2"), nullable=True),
-    Column("surgery_at", "category", ("mdacc", "outside")),
-    Column("chemotherapy", "category", ("none", "preoperative", "postoperative", "both")),
-    Column("radiation", "category", ("none", "preoperative", "postoperative")),
+    Column("sex", "category", ("female", "male"), doc="sex"),
+    Column("race", "category", ("white", "african_american", "hispanic"), doc="race/ethnicity"),
+    Column(
+        "site",
+        "category",
+        ("ivc", "saphenous_femoral", "renal", "upper_extremity", "other"),
+        doc="vessel of origin (ivc: inferior vena cava)",
+    ),
+    Column(
+        "ivc_segment",
+        "category",
+        ("1", "2", "3"),
+        nullable=True,
+        doc="IVC level I infrarenal, II renal to hepatic veins, III suprahepatic; empty unless ivc",
+    ),
+    Column("size_ge5cm", "binary", nullable=True, doc="tumour >= 5 cm; empty if not documented"),
+    Column(
+        "grade",
+        "category",
+        ("low", "intermediate", "high"),
+        nullable=True,
+        doc="empty if not documented",
+    ),
+    Column(
+        "margin",
+        "category",
+        ("r0r1", "r2"),
+        nullable=True,
+        doc="microscopic margin; empty if not documented",
+    ),
+    Column(
+        "surgery_at", "category", ("mdacc", "outside"), doc="institution of the primary surgery"
+    ),
+    Column(
+        "chemotherapy",
+        "category",
+        ("none", "preoperative", "postoperative", "both"),
+        doc="timing of chemotherapy relative to surgery",
+    ),
+    Column(
+        "radiation",
+        "category",
+        ("none", "preoperative", "postoperative"),
+        doc="timing of radiation relative to surgery",
+    ),
     Column(
         "ivc_management",
         "category",
@@ -55,14 +90,19 @@ SCHEMA: tuple[Column, ...] = (
         nullable=True,
         doc="empty unless ivc",
     ),
-    Column("resected_kidney", "binary"),
-    Column("resected_adrenal", "binary"),
-    Column("resected_liver", "binary"),
-    Column("resected_intestine", "binary"),
+    Column("resected_kidney", "binary", doc="kidney resected with the tumour"),
+    Column("resected_adrenal", "binary", doc="adrenal gland resected with the tumour"),
+    Column("resected_liver", "binary", doc="liver resected with the tumour"),
+    Column("resected_intestine", "binary", doc="intestine resected with the tumour"),
     Column("tma", "binary", doc="primary tumour on the tissue microarray"),
     Column("beta_catenin", "binary", nullable=True, doc="1 high, 0 low; empty outside the TMA"),
     Column("igf1r", "binary", nullable=True, doc="1 high, 0 low; empty outside the TMA"),
-    Column("recurrence", "category", ("none", "local", "distant", "local_distant")),
+    Column(
+        "recurrence",
+        "category",
+        ("none", "local", "distant", "local_distant"),
+        doc="type of first recurrence",
+    ),
     Column(
         "recurrence_months",
         "number",
@@ -70,12 +110,17 @@ SCHEMA: tuple[Column, ...] = (
         maximum=600,
         doc="surgery to first recurrence, or to last follow-up if none",
     ),
-    Column("met_lung", "binary"),
-    Column("met_liver", "binary"),
-    Column("met_bone", "binary"),
-    Column("met_abdomen", "binary"),
-    Column("met_other", "binary"),
-    Column("vital_status", "category", ("alive", "dead_disease", "dead_other")),
+    Column("met_lung", "binary", doc="lung metastasis; distant recurrences only"),
+    Column("met_liver", "binary", doc="liver metastasis; distant recurrences only"),
+    Column("met_bone", "binary", doc="bone metastasis; distant recurrences only"),
+    Column("met_abdomen", "binary", doc="abdominal metastasis; distant recurrences only"),
+    Column("met_other", "binary", doc="other metastatic site; distant recurrences only"),
+    Column(
+        "vital_status",
+        "category",
+        ("alive", "dead_disease", "dead_other"),
+        doc="at last contact; dead_disease is the DSS event",
+    ),
     Column(
         "followup_months", "number", minimum=0, maximum=600, doc="surgery to death/last contact"
     ),
@@ -174,6 +219,8 @@ def _check_rules(df: pd.DataFrame, file: str) -> None:
         if bad.size:
             raise VlmsInputError(message, file=file, column=column, row=int(bad[0]) + 1)
 
+    if len(df) < 2:
+        raise VlmsInputError("a cohort needs at least 2 patients; this file has 1", file=file)
     dup = df["patient_id"].duplicated()
     fail(dup, "patient_id", "duplicate patient id")
     ivc = df["site"] == "ivc"
