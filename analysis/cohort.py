@@ -287,3 +287,8 @@ def radiation_any(df: pd.DataFrame) -> np.ndarray:
 def adjuvant_any(df: pd.DataFrame) -> np.ndarray:
     """1 where the patient had chemotherapy and/or radiation (neoadjuvant or adjuvant)."""
     return ((df["radiation"] != "none") | (df["chemotherapy"] != "none")).to_numpy(int)
+
+
+def r0r1_resection(df: pd.DataFrame) -> np.ndarray:
+    """True where the margin is R0/R1 (macroscopically complete); False for R2 or unknown."""
+    return (df["margin"] == "r0r1").to_numpy(bool)

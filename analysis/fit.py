@@ -746,6 +746,7 @@ COVARIATES: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
         df["margin"].isna(), np.nan, (df["margin"] == "r2").astype(float)
     ),
     "chemotherapy": lambda df: (df["chemotherapy"] != "none").to_numpy(float),
+    "adjuvant": lambda df: ch.adjuvant_any(df).astype(float),
 }
 """Covariates the registry can use, each a 0/1 array (NaN = missing) from the cohort frame."""
 
@@ -757,6 +758,7 @@ ENDPOINTS: dict[str, Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]] = 
 SUBSETS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
     "all": lambda df: np.ones(len(df), dtype=bool),
     "tma": lambda df: (df["tma"] == 1).to_numpy(),
+    "r0r1": ch.r0r1_resection,
 }
 
 
@@ -828,6 +830,13 @@ REGISTRY: list[FitSpec] = [
     FitSpec(
         "dss_radiation", "dss", "all", ("radiation",), slots=PEM_SLOTS,
         description="Disease-specific survival, surgery plus radiation vs not (63; paper HR 0.43)",
+    ),
+    FitSpec(
+        "dss_adjuvant_r0r1", "dss", "r0r1", ("adjuvant",), slots=PEM_SLOTS,
+        description=(
+            "Disease-specific survival, adjuvant or neoadjuvant therapy vs surgery alone, "
+            "R0/R1 resections (paper HR 2.13)"
+        ),
     ),
     FitSpec(
         "dss_overall", "dss", "all", (), slots=PEM_SLOTS,

@@ -187,7 +187,7 @@ def _arrays(df: pd.DataFrame) -> _Arrays:
         {m: df[m].to_numpy(float) for m in MARKERS},
         ch.radiation_any(df).astype(float),
         ch.adjuvant_any(df).astype(float),
-        (df["margin"] == "r0r1").to_numpy(bool),
+        ch.r0r1_resection(df),
         df["followup_months"].to_numpy(float),
         df["age"].to_numpy(float),
     )

@@ -5,15 +5,11 @@ the log-HR prior Normal(0, 0.5), Normal(0, 1) (the registry's), Normal(0, 2.5) a
 StudentT(3, 0, 1). All 16 fits share ONE compiled nutpie model: the prior's scale and family
 are data (``pm.Data``), so changing the prior or the data set is a data swap, not a recompile.
 
-To make the prior a data swap the log HR is written ``beta = effect_prior_sd * beta_z`` with the
-standardised ``beta_z`` given the log density kernel of either Normal(0, 1) or
-StudentT(nu, 0, 1), chosen by the 0/1 datum ``effect_prior_is_t`` (a ``pm.Potential`` on a
-``pm.Flat``; the normalising constants do not depend on the parameters and are left out, which
-keeps the compiled graph small). This is the
-same prior as :func:`models.priors.effect_prior` with the same scale and family; the baseline
-hazard and the likelihood are those of :func:`models.pem.build_pem` (same baseline prior, same
-collapsed cells). The Normal(0, 1) row is therefore a second, independent fit of the registry's
-model and should agree with it to Monte Carlo error (the comparison table shows both).
+The model is :func:`models.pem.build_pem` with ``prior_as_data=True``
+(:func:`models.priors.effect_prior_as_data`): same baseline prior, same likelihood, same log-HR
+prior, with its scale and family as data. The Normal(0, 1) row is therefore a second,
+independent fit of the registry's model and should agree with it to Monte Carlo error (the
+comparison table shows both).
 
 Every refit is checked against the same bar as ``make fit`` (R-hat, bulk/tail ESS, divergences).
 """
@@ -29,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import fit as fit_mod
-from models.priors import Priors
+from models.pem import build_pem
+from models.priors import Priors, effect_prior_data
 
 TABLE2_FITS: tuple[str, ...] = ("dss_beta_catenin", "dss_igf1r", "rfs_beta_catenin", "rfs_igf1r")
 """Registry fits refit under each prior (one covariate each)."""
@@ -42,75 +39,22 @@ SENSITIVITY_PRIORS: dict[str, Priors] = {
 }
 """Log-HR priors of the sensitivity analysis (label -> settings; baseline priors as registry)."""
 
-STUDENT_T_TARGET_ACCEPT = 0.99
-"""The heavy-tailed Student-t prior gave a divergence at 0.95 (measured on the reconstruction):
-its refits take a smaller step size (at least this target acceptance)."""
+SENSITIVITY_DRAWS = 2000
+"""Kept draws per chain of each refit (the registry keeps 1000): refits are ~1 s each, and with
+1000 one of the 16 landed at R-hat 1.011 (measured), just over the bar."""
+
+REFIT_TARGET_ACCEPT = 0.99
+"""Refits take a smaller step size than the registry (0.95): at 0.95 the Student-t refit and,
+with 2000 draws, a Normal(0, 0.5) refit each gave one divergence (measured on the
+reconstruction)."""
 
 SAMPLED_VARS = ["beta_z", "beta", "hr", "log_h0", "log_h_level_z", "rw_sigma", "rw_z"]
-
-
-def build_pem_prior_data(
-    cells: Any,
-    *,
-    cuts: np.ndarray,
-    covariate_names: list[str],
-    log_rate_center: float,
-    priors: Priors,
-) -> Any:
-    """The PEM of :func:`models.pem.build_pem` with the log-HR prior's scale and family as data.
-
-    Mirrors ``build_pem`` (same baseline prior :func:`models.priors.log_baseline`, same
-    likelihood :func:`models.pem.poisson_kernel` on the same cells). Data containers: those of
-    ``build_pem`` plus ``effect_prior_sd``, ``effect_prior_nu`` and ``effect_prior_is_t``
-    (1 Student-t, 0 normal). Needs at least one covariate.
-    """
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    from models.pem import model_coords, pem_data, poisson_kernel
-    from models.priors import log_baseline
-
-    n_intervals = len(cuts)
-    if not covariate_names:
-        raise ValueError("the sensitivity model needs at least one covariate")
-    coords = model_coords(cuts, covariate_names, cells.n_patterns)
-    with pm.Model(coords=coords) as model:
-        data = pem_data(cells, log_rate_center)
-        dims = ("interval", "cell_pattern")
-        exposure = pm.Data("exposure", data["exposure"], dims=dims)
-        events = pm.Data("events", data["events"], dims=dims)
-        center = pm.Data("log_rate_center", data["log_rate_center"])
-        x = pm.Data("pattern_x", data["pattern_x"], dims=("cell_pattern", "covariate"))
-        sd, nu, is_t = prior_data(priors).values()
-        prior_sd = pm.Data("effect_prior_sd", sd)
-        prior_nu = pm.Data("effect_prior_nu", nu)
-        prior_is_t = pm.Data("effect_prior_is_t", is_t)
-        log_h0 = log_baseline(priors, center, n_intervals)
-        z = pm.Flat("beta_z", dims="covariate")
-        # kernels only: the dropped normalising constants depend on data (nu), not on parameters
-        logp_normal = -0.5 * z**2
-        logp_t = -0.5 * (prior_nu + 1.0) * pt.log1p(z**2 / prior_nu)
-        pm.Potential("beta_prior", pt.sum(prior_is_t * logp_t + (1.0 - prior_is_t) * logp_normal))
-        beta = pm.Deterministic("beta", prior_sd * z, dims="covariate")
-        pm.Deterministic("hr", pt.exp(beta), dims="covariate")
-        eta = log_h0[:, None] + pt.dot(x, beta)[None, :]
-        pm.Potential("loglik", poisson_kernel(events, exposure, eta))
-    return model
-
-
-def prior_data(priors: Priors) -> dict[str, np.ndarray]:
-    """The prior's data values for :func:`build_pem_prior_data`."""
-    return {
-        "effect_prior_sd": np.asarray(float(priors.effect_sd)),
-        "effect_prior_nu": np.asarray(float(priors.effect_nu)),
-        "effect_prior_is_t": np.asarray(1.0 if priors.effect_family == "student_t" else 0.0),
-    }
 
 
 def _data_dict(data: fit_mod.FitData, priors: Priors) -> dict[str, np.ndarray]:
     from models.pem import pem_data
 
-    return {**pem_data(data.cells(), data.log_rate_center()), **prior_data(priors)}
+    return {**pem_data(data.cells(), data.log_rate_center()), **effect_prior_data(priors)}
 
 
 def _baseline_key(p: Priors) -> tuple:
@@ -169,12 +113,13 @@ def run_sensitivity(
     base_priors = specs[models[0]].priors
     first = datas[models[0]]
     first_prior = next(iter(priors.values()))
-    model = build_pem_prior_data(
+    model = build_pem(
         first.cells(),
         cuts=first.cuts,
         covariate_names=["effect"],
         log_rate_center=first.log_rate_center(),
         priors=dataclasses.replace(base_priors, **_effect_fields(first_prior)),
+        prior_as_data=True,
     )
     t0 = time.perf_counter()
     names = [v for v in SAMPLED_VARS if v in model.named_vars]
@@ -189,13 +134,11 @@ def run_sensitivity(
         for label, p in priors.items():
             swapped = compiled.with_data(**_data_dict(data, p))
             seed = fit_mod.spec_seed(settings.seed, f"{name}|{label}")
-            target_accept = settings.target_accept
-            if p.effect_family == "student_t":
-                target_accept = max(target_accept, STUDENT_T_TARGET_ACCEPT)
+            target_accept = max(settings.target_accept, REFIT_TARGET_ACCEPT)
             t1 = time.perf_counter()
             idata = nutpie.sample(
                 swapped,
-                draws=settings.draws,
+                draws=max(settings.draws, SENSITIVITY_DRAWS),
                 tune=settings.tune,
                 chains=settings.chains,
                 cores=min(settings.chains, 2),

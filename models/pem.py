@@ -18,7 +18,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy import sparse
 
-from models.priors import Priors, effect_prior, log_baseline
+from models.priors import Priors, effect_prior, effect_prior_as_data, log_baseline
 from models.survival_data import (
     Cells,
     PersonPeriod,
@@ -63,6 +63,7 @@ def build_pem(
     covariate_names: Sequence[str],
     log_rate_center: float,
     priors: Priors | None = None,
+    prior_as_data: bool = False,
 ) -> pm.Model:
     """The PEM as a ``pm.Model``.
 
@@ -81,6 +82,10 @@ def build_pem(
         Log of the cohort's crude event rate (events per month): the centre of the baseline.
     priors
         Prior settings (default :class:`models.priors.Priors`).
+    prior_as_data
+        Make the log-HR prior's scale and family data too
+        (:func:`models.priors.effect_prior_as_data`), so one compiled model is refit under
+        other priors (sensitivity analysis). Same prior; no prior predictive sampling.
 
     Data containers (swap with ``pm.set_data`` or nutpie's ``with_data``): ``pattern_x`` (if
     covariates), ``exposure``, ``events`` (interval x pattern), ``log_rate_center``.
@@ -101,7 +106,8 @@ def build_pem(
         eta = log_h0[:, None]
         if n_cov:
             x = pm.Data("pattern_x", data["pattern_x"], dims=("cell_pattern", "covariate"))
-            beta = effect_prior("beta", priors, "covariate")
+            make_prior = effect_prior_as_data if prior_as_data else effect_prior
+            beta = make_prior("beta", priors, "covariate")
             pm.Deterministic("hr", pt.exp(beta), dims="covariate")
             eta = eta + pt.dot(x, beta)[None, :]
         pm.Potential("loglik", poisson_kernel(events, exposure, eta))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
@@ -86,6 +87,34 @@ def effect_prior(name: str, priors: Priors, dims: str | tuple[str, ...]) -> pt.T
     if priors.effect_family == "normal":
         return pm.Normal(name, 0.0, priors.effect_sd, dims=dims)
     return pm.StudentT(name, nu=priors.effect_nu, mu=0.0, sigma=priors.effect_sd, dims=dims)
+
+
+def effect_prior_data(priors: Priors) -> dict[str, np.ndarray]:
+    """Values of the data containers made by :func:`effect_prior_as_data` for ``priors``."""
+    return {
+        "effect_prior_sd": np.asarray(float(priors.effect_sd)),
+        "effect_prior_nu": np.asarray(float(priors.effect_nu)),
+        "effect_prior_is_t": np.asarray(1.0 if priors.effect_family == "student_t" else 0.0),
+    }
+
+
+def effect_prior_as_data(name: str, priors: Priors, dims: str) -> pt.TensorVariable:
+    """Log-HR vector whose prior scale and family are ``pm.Data`` (swap, don't recompile).
+
+    ``name = effect_prior_sd * {name}_z``; the standardised ``{name}_z`` carries the log-density
+    kernel of Normal(0, 1) or StudentT(nu, 0, 1), chosen by the 0/1 datum ``effect_prior_is_t``
+    (a ``pm.Potential`` on a ``pm.Flat``). The normalising constants depend on data only, so they
+    are left out. Same prior as :func:`effect_prior`; not usable for prior predictive sampling.
+    """
+    values = effect_prior_data(priors)
+    sd = pm.Data("effect_prior_sd", values["effect_prior_sd"])
+    nu = pm.Data("effect_prior_nu", values["effect_prior_nu"])
+    is_t = pm.Data("effect_prior_is_t", values["effect_prior_is_t"])
+    z = pm.Flat(f"{name}_z", dims=dims)
+    logp_normal = -0.5 * z**2
+    logp_t = -0.5 * (nu + 1.0) * pt.log1p(z**2 / nu)
+    pm.Potential(f"{name}_prior", pt.sum(is_t * logp_t + (1.0 - is_t) * logp_normal))
+    return pm.Deterministic(name, sd * z, dims=dims)
 
 
 def log_baseline(

@@ -146,16 +146,15 @@ def test_fit_priors_are_read_from_the_saved_attributes() -> None:
 
 
 @pytest.mark.parametrize("family", ["normal", "student_t"])
-def test_sensitivity_model_has_the_registry_model_density(family, small_cohort_csv) -> None:
+def test_prior_as_data_has_the_registry_model_density(family, small_cohort_csv) -> None:
     """Same posterior as build_pem: log densities differ by a constant (the Jacobian of
     beta = sd * z and the prior's normalising constant), so differences between points agree."""
     import dataclasses
 
     from analysis import cohort as ch
     from analysis import fit as fm
-    from analysis.sensitivity import build_pem_prior_data, prior_data
     from models.pem import build_pem
-    from models.priors import Priors
+    from models.priors import Priors, effect_prior_data
 
     df = ch.load_cohort(small_cohort_csv)
     spec = next(s for s in fm.REGISTRY if s.name == "dss_igf1r")
@@ -170,11 +169,11 @@ def test_sensitivity_model_has_the_registry_model_density(family, small_cohort_c
     ref = build_pem(data.cells(), **kw)
     # built with the other family, then switched by data: the prior is data, not structure
     other = Priors(effect_family="normal" if family == "student_t" else "student_t", effect_sd=1)
-    sens = build_pem_prior_data(data.cells(), **{**kw, "priors": other})
+    sens = build_pem(data.cells(), **{**kw, "priors": other}, prior_as_data=True)
     with sens:
         import pymc as pm
 
-        pm.set_data(prior_data(priors))
+        pm.set_data(effect_prior_data(priors))
     f_ref, f_sens = ref.compile_logp(), sens.compile_logp()
     rng = np.random.default_rng(3)
     diffs = []
