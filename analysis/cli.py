@@ -139,12 +139,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sims", type=int, default=200)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--scheduler", help="address of a Dask distributed scheduler")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--workers", type=int, default=2, help="local worker processes (0: run in this process)"
+    )
+    p.add_argument(
+        "--models", type=_csv_names, help="models to calibrate (default pem_tma,competing)"
+    )
+    p.add_argument("--draws", type=int, default=1000, help="posterior draws per chain per refit")
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
 
     p = add("bench", "analysis.bench:run_cli", "Timings: compile, sampling, ESS/s, scaling.")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--parts",
+        type=_csv_names,
+        help="which parts to run: models,scaling,make_fit (default: all three)",
+    )
+    p.add_argument("--sizes", help="scaling: patient counts, default 1000,10000,100000,1000000")
+    p.add_argument("--expanded-max", type=int, default=10_000, help="largest expanded-rows fit")
+    p.add_argument("--cox-max", type=int, default=1_000_000, help="largest lifelines Cox fit")
+    p.add_argument("--pymc-models", choices=["table2", "all", "none"], default="table2")
+    p.add_argument("--make-fit-repeats", type=int, default=1)
+    p.add_argument("--cold", action="store_true", help="also time make fit in a fresh clone+venv")
+    p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
     return parser
 

@@ -102,7 +102,11 @@ def test_registry_specs_build_data() -> None:
     assert len(names) == len(set(names))
     for spec in REGISTRY:
         data = spec_data(spec, df)
-        expected = int((df["tma"] == 1).sum()) if spec.subset == "tma" else 63
+        expected = {
+            "all": 63,
+            "tma": int((df["tma"] == 1).sum()),
+            "r0r1": int((df["margin"] == "r0r1").sum()),
+        }[spec.subset]
         assert data.n + data.n_dropped == expected
         assert data.x.shape[1] == len(spec.covariates)
 
