@@ -432,6 +432,16 @@ def format_table(table: pd.DataFrame, extra_rows: list[dict[str, object]]) -> st
     return "\n".join(lines)
 
 
+def _require_events(df: pd.DataFrame, file: str) -> None:
+    """The paper's analyses need events: refuse a cohort with no recurrence and no DSS death."""
+    if ch.dss(df)[1].sum() == 0 and ch.rfs(df)[1].sum() == 0:
+        raise VlmsInputError(
+            "no recurrences and no deaths from disease: nothing to estimate",
+            file=file,
+            column="recurrence",
+        )
+
+
 def run_paper_check(args: argparse.Namespace) -> int:
     """``vlms check`` without ``--data``: the paper's analyses on the cohort, to
     ``<out-dir>/tables/frequentist.{csv,json}``."""
@@ -448,6 +458,7 @@ def run_paper_check(args: argparse.Namespace) -> int:
         )
         cohort_path, is_fixture = FIXTURE_COHORT, True
     df = ch.load_cohort(cohort_path)
+    _require_events(df, str(cohort_path))
     if not Path(args.published).is_file():
         raise VlmsInputError("file not found", file=str(args.published))
     published = load_published(args.published)
@@ -471,7 +482,24 @@ def run_paper_check(args: argparse.Namespace) -> int:
     header = f"cohort {cohort_path} (n = {len(df)}{', FIXTURE' if is_fixture else ''})"
     print(header + "\n" + format_table(table, extra_rows))
     print(f"\nwrote {out_dir / 'frequentist.csv'} and {out_dir / 'frequentist.json'}")
+    print("\n" + cif_posterior_section(df, Path(args.out_dir) / "fits"))
     return 0
+
+
+def cif_posterior_section(df: pd.DataFrame, fits_dir: Path) -> str:
+    """The posterior-vs-Aalen-Johansen CIF table (:mod:`analysis.cif_comparison`) from the saved
+    competing-risk fits in ``fits_dir``, or a note to run ``make fit`` when there are none."""
+    from analysis import cif_comparison as cc
+    from analysis.compare import load_fits
+    from analysis.fit import REGISTRY
+
+    names = [s.name for s in REGISTRY if s.builder == "competing"]
+    saved = [n for n in names if (fits_dir / f"{n}.nc").is_file()]
+    title = "Cumulative incidence, posterior vs Aalen-Johansen"
+    if not saved:
+        return f"{title}: no saved competing-risk fit in {fits_dir}: run make fit first"
+    result = cc.cif_comparison(df, load_fits(fits_dir, saved))
+    return cc.markdown(result).replace("# ", "", 1)
 
 
 def _json_row(r: dict[str, object]) -> dict[str, object]:
