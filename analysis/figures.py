@@ -191,18 +191,7 @@ def survival_panels(panels: Sequence[Panel], path: Path, suptitle: str = "") -> 
         ax.set_title(panel.title, fontsize=11)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5, loc="lower left")
-        if panel.note:
-            ax.text(
-                0.99,
-                0.99,
-                panel.note,
-                transform=ax.transAxes,
-                ha="right",
-                va="top",
-                fontsize=7.5,
-                wrap=True,
-                color="#555555",
-            )
+        _panel_note(ax, panel.note)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     if suptitle:
@@ -257,17 +246,7 @@ def cif_plot(panels: Sequence[CifPanel], path: Path) -> Path:
         ax.set_title(panel.title, fontsize=10.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5, loc="upper left")
-        if panel.note:
-            ax.text(
-                0.99,
-                0.99,
-                panel.note,
-                transform=ax.transAxes,
-                ha="right",
-                va="top",
-                fontsize=7.5,
-                color="#555555",
-            )
+        _panel_note(ax, panel.note)
     fig.tight_layout()
     return save_png(fig, path)
 
@@ -313,3 +292,12 @@ def prior_posterior_plot(items: Sequence[PriorPosterior], path: Path) -> Path:
         ax.set_visible(False)
     fig.tight_layout()
     return save_png(fig, path)
+
+
+def _panel_note(ax: plt.Axes, note: str | None) -> None:
+    """A small grey note in the panel's upper right corner (nothing if ``note`` is empty)."""
+    if note:
+        ax.text(
+            0.99, 0.99, note, transform=ax.transAxes, ha="right", va="top",
+            fontsize=7.5, wrap=True, color="#555555",
+        )  # fmt: skip
