@@ -1,8 +1,9 @@
 """``vlms report``: ``reports/index.html``, one self-contained page from the saved outputs.
 
 Reads only files that other commands wrote (never fits): ``tables/hr_comparison.json``,
-``tables/prior_sensitivity.json``, ``tables/loo.json``, ``audit.json``, ``calibration.json``,
-``fits/*.nc`` with ``fits/*.summary.csv`` (diagnostics status) and the PNGs in ``figures/``.
+``tables/prior_sensitivity.json``, ``tables/loo.json``, ``tables/cif_comparison.json``,
+``audit.json``, ``calibration.json``, ``fits/*.nc`` with ``fits/*.summary.csv`` (diagnostics
+status) and the PNGs in ``figures/``.
 A missing input becomes a visible "not available: run ..." line. Images are embedded as base64
 data URIs and the page has no script and no external reference, so it opens offline. Every
 text that comes from a file is HTML-escaped. No individual patient rows are shown: the page
@@ -184,6 +185,7 @@ def section_survival(inputs: Inputs) -> str:
                 "Cumulative incidence of the first event by type (death without recurrence "
                 "competing): Aalen-Johansen against the competing-risk posterior.",
             ),
+            cif_table(inputs),
             image(
                 inputs,
                 "figures/prior_posterior_log_hr.png",
@@ -200,6 +202,44 @@ def section_survival(inputs: Inputs) -> str:
             ),
         ]
     )
+
+
+def cif_table(inputs: Inputs) -> str:
+    """Posterior CIF against Aalen-Johansen at fixed times, and the largest difference per time
+    (from ``tables/cif_comparison.json``)."""
+    from analysis import cif_comparison as cc
+
+    data = inputs.json("tables/cif_comparison.json")
+    head = "<h3>Cumulative incidence at 1, 2, 5 and 10 years: posterior vs Aalen-Johansen</h3>"
+    if data is None:
+        return head + missing("the cumulative incidence comparison", "vlms compare")
+    result = cc.from_json(data)
+    parts = [
+        head,
+        f"<p>Posterior median ({esc(result['interval'])} credible interval) of each "
+        "competing-risk fit's cumulative incidence, averaged over its patients' covariates, "
+        "against the Aalen-Johansen estimate (95% CI) on the same complete-case patients. "
+        "Difference: posterior median minus Aalen-Johansen. Few patients are still followed at "
+        "10 years ('at risk'), so the Aalen-Johansen value there rests on few patients.</p>",
+    ]
+    for f in result["fits"]:
+        parts.append(
+            f'<p class="note">{esc(f["fit"])}: {esc(f["n"])} of {esc(f["n_subset"])} patients '
+            "(complete covariates).</p>"
+        )
+    for sk in result["skipped"]:
+        parts.append(f'<p class="missing">{esc(sk["fit"])} skipped: {esc(sk["reason"])}.</p>')
+    display = cc.display_rows(result)
+    if not display:
+        return "".join(parts) + missing("a saved competing-risk fit", "make fit")
+    cols = list(display[0])
+    parts.append(table(cols, [[d[c] for c in cols] for d in display]))
+    largest = [
+        [f"{m['months']:g}", m["fit"], _f(m["max_abs_difference"], 3), m["cause"] or "-"]
+        for m in result["largest"]
+    ]
+    parts.append(table(["months", "fit", "largest |difference| over causes", "cause"], largest))
+    return "".join(parts)
 
 
 def section_sensitivity(inputs: Inputs) -> str:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import cohort as ch
-from analysis import fit as fm
 from analysis import frequentist as fq
+from analysis.cif_comparison import competing_patients, draw_quantiles, posterior_cif_draws
 from analysis.compare import find_fit
 from analysis.figures import (
     Band,
@@ -162,15 +162,10 @@ def _cif_figure(df: pd.DataFrame, fits: dict[str, Any], path: Path) -> Path:
     """Aalen-Johansen against the posterior CIF of each saved competing-risk fit, on the fit's
     own patients (its subset and complete cases); the whole cohort if none is saved."""
 
-    specs = [s for s in fm.REGISTRY if s.builder == "competing" and s.name in fits]
     panels = []
-    for spec in specs:
-        data = fm.spec_data(spec, df)
-        n_subset = int(np.sum(fm.SUBSETS[spec.subset](df)))
-        title = f"{spec.name}: {data.n} of {n_subset} patients (complete covariates)"
-        panels.append(
-            CifPanel(title, _cif_curves(data.time, data.event, data.cause_names, fits[spec.name]))
-        )
+    for p in competing_patients(df, list(fits)):
+        title = f"{p.fit}: {p.time.size} of {p.n_subset} patients (complete covariates)"
+        panels.append(CifPanel(title, _cif_curves(p.time, p.codes, p.cause_names, fits[p.fit])))
     if not panels:
         t, cause = ch.first_recurrence(df)
         present = [k for k in sorted(ch.CAUSES) if np.any(cause == k)]
@@ -198,15 +193,10 @@ def _cif_curves(
     for k in causes:
         name = names[k - 1]
         band = None
-        if idata is not None and "cif" in idata.posterior:
-            c = idata.posterior["cif"]
-            if name in c.coords["cause"].values:
-                c = c.sel(cause=name)
-                extra = [d for d in c.dims if d not in ("chain", "draw", "time")]
-                c = c.isel({d: 0 for d in extra}).transpose("chain", "draw", "time")
-                v = c.values.reshape(-1, c.sizes["time"])
-                lo, med, hi = np.quantile(v, [0.025, 0.5, 0.975], axis=0)
-                band = Band(name, c["time"].values, med, lo, hi)
+        post = posterior_cif_draws(idata, name)
+        if post is not None:
+            lo, med, hi = draw_quantiles(post[1])
+            band = Band(name, post[0], med, lo, hi)
         curves.append(CifCurve(name.replace("_", " "), grid, np.asarray(aj[k].cif), band))
     return curves
 
