@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
+    p.add_argument(
+        "--target-accept",
+        type=float,
+        default=0.95,
+        help="NUTS target acceptance; raise it (e.g. 0.99) if a fit reports divergences",
+    )
     p.add_argument("--out", type=Path, help="write the InferenceData (NetCDF) here")
     p.add_argument("--only", type=_csv_names, help="registry: fit only these model names")
     p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)

@@ -22,6 +22,7 @@ warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refacto
 import arviz as az  # noqa: E402
 
 from analysis.atomic import atomic_path, write_text  # noqa: E402
+from analysis.parallel import fork_starmap  # noqa: E402
 
 RHAT_MAX = 1.01
 ESS_MIN = 400.0
@@ -264,17 +265,7 @@ def diagnose_dir(out_dir: Path, workers: int = 2) -> tuple[bool, str]:
     fits = sorted((Path(out_dir) / "fits").glob("*.nc"))
     figs = Path(out_dir) / "figures"
     jobs = [(p, figs) for p in fits]
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-            try:
-                results = pool.starmap(diagnose_fit, jobs, chunksize=1)
-            except BaseException:
-                pool.terminate()
-                raise
-    else:
-        results = [diagnose_fit(*job) for job in jobs]
+    results = fork_starmap(diagnose_fit, jobs, workers)
     lines = [
         "# Sampling diagnostics",
         "",

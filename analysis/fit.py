@@ -40,6 +40,7 @@ import xarray as xr
 
 from analysis import cohort as ch
 from analysis.atomic import atomic_path, write_text
+from analysis.parallel import fork_starmap
 from models.priors import Priors
 from models.survival_data import (
     DEFAULT_CUTS,
@@ -944,18 +945,7 @@ def run_registry(
         key = structure_key(spec.builder, datas[spec.name], spec.priors)
         groups.setdefault(key, []).append((i, spec))
     jobs = [(g, datas, len(specs), fits_dir, settings, log) for g in groups.values()]
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
-        # fork: the workers inherit the imports (and the SIGTERM handler of analysis.cli)
-        with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-            try:
-                results = pool.starmap(_fit_group, jobs, chunksize=1)
-            except BaseException:
-                pool.terminate()
-                raise
-    else:
-        results = [_fit_group(*job) for job in jobs]
+    results = fork_starmap(_fit_group, jobs, workers)
     order = {s.name: i for i, s in enumerate(specs)}
     entries = sorted((e for r in results for e in r), key=lambda e: order[e.name])
     table = pd.DataFrame([dataclasses.asdict(e) for e in entries])

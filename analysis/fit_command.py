@@ -53,12 +53,15 @@ def _settings(args: argparse.Namespace, file: str) -> Any:
         math.isfinite(args.prior_sd) and args.prior_sd > 0
     ):
         raise VlmsInputError("--prior-sd must be a positive number", file=file)
+    if not 0.5 <= args.target_accept < 1:
+        raise VlmsInputError("--target-accept must be in [0.5, 1)", file=file)
     return SamplerSettings(
         sampler=args.sampler,
         draws=args.draws,
         tune=args.tune,
         chains=args.chains,
         seed=args.seed,
+        target_accept=args.target_accept,
         progress=False,
     )
 

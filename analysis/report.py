@@ -422,9 +422,23 @@ def fit_status(inputs: Inputs) -> list[dict[str, Any]]:
                 "ok": ok,
                 **{k: d[k] for k in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences")},
                 "failing": d["failing"],
+                "environment": _environment(attrs),
             }
         )
     return out
+
+
+ENVIRONMENT_KEYS = ("sampler", "draws", "tune", "chains", "target_accept", "base_seed", "seed")
+
+
+def _environment(attrs: dict[str, Any]) -> dict[str, str]:
+    """What a fit recorded about how it was made: sampler settings, seeds, cuts, priors,
+    package versions (the NetCDF attributes written by ``vlms fit``)."""
+    keep = {k: attrs[k] for k in ENVIRONMENT_KEYS if k in attrs}
+    keep["cut points (months)"] = attrs.get("cut_points_months", "")
+    keep["priors"] = attrs.get("priors", "")
+    keep.update({k: v for k, v in attrs.items() if k.startswith("version_") or k == "python"})
+    return {k: " ".join(str(v).split()) for k, v in keep.items()}
 
 
 def section_diagnostics(inputs: Inputs, status: Callable[[Inputs], list[dict[str, Any]]]) -> str:
@@ -474,6 +488,13 @@ def section_diagnostics(inputs: Inputs, status: Callable[[Inputs], list[dict[str
             parts.append(f'<p class="bad-line">{esc(f["model"])} misses the bar: {esc(shown)}</p>')
     if all(f["ok"] for f in fits):
         parts.append(f'<p class="ok-line">All {len(fits)} saved models meet the bar.</p>')
+    env_rows = [[f["model"], "; ".join(f"{k} = {v}" for k, v in f["environment"].items())]
+                for f in fits]  # fmt: skip
+    parts.append(
+        "<details><summary>Recorded environment of every fit (from its NetCDF attributes)"
+        "</summary>" + table(["model", "settings, seeds, cut points, priors, versions"],
+                             env_rows, [False] * len(env_rows)) + "</details>"
+    )  # fmt: skip
     figs = []
     for f in fits:
         for kind in ("trace", "rank", "energy", "prior_survival"):

@@ -164,6 +164,7 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "cuts decreasing": (["--data", g, *base, "--cuts", "0,12,6"], "--cuts"),
         "prior sd 0": (["--data", g, *base, "--prior-sd", "0"], "--prior-sd"),
         "draws 0": (["--data", g, *base, "--draws", "0"], "--draws"),
+        "target accept 1": (["--data", g, *base, "--target-accept", "1"], "--target-accept"),
         "competing code 10": (
             ["--data", variant("c10", "status", 4, "10"), *base, "--competing"],
             "event code",

@@ -343,3 +343,26 @@ def test_figures_are_readable_pngs(outputs) -> None:
         img = imread(root / "figures" / name)
         assert img.shape[0] > 300 and img.shape[1] > 500
         assert np.std(img) > 0.01
+
+
+def test_page_shows_each_fits_recorded_environment(outputs) -> None:
+    root, _ = outputs
+    page = (root / "index.html").read_text(encoding="utf-8")
+    assert "Recorded environment of every fit" in page
+    assert "cut points (months)" in page
+
+
+def test_environment_keeps_settings_seeds_and_versions() -> None:
+    attrs = {
+        "sampler": "nutpie",
+        "seed": 7,
+        "cut_points_months": [0.0, 6.0, 12.0],
+        "priors": "log-HR ~ Normal(0, 1)",
+        "version_pymc": "5.28.5",
+        "python": "3.11.7",
+        "n": 26,
+    }
+    env = report._environment(attrs)
+    assert env["seed"] == "7" and env["version_pymc"] == "5.28.5" and env["python"] == "3.11.7"
+    assert env["cut points (months)"] == "[0.0, 6.0, 12.0]"
+    assert "n" not in env
