@@ -325,16 +325,9 @@ def _collapsed(cohort: Any, covs: dict[str, np.ndarray], cuts: np.ndarray) -> tu
 
 
 def _nutpie(nutpie: Any, model: Any, settings: Any) -> Any:
-    return nutpie.sample(
-        model,
-        draws=settings.draws,
-        tune=settings.tune,
-        chains=settings.chains,
-        cores=min(settings.chains, 2),
-        seed=settings.seed,
-        target_accept=settings.target_accept,
-        progress_bar=False,
-    )
+    from analysis.fit import nutpie_sample
+
+    return nutpie_sample(model, settings)
 
 
 def _expanded(
@@ -569,9 +562,6 @@ def _sizes(text: str | None) -> list[int]:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of ``vlms bench``."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
     log = _stderr
     repeats = int(args.repeats)
     if repeats < 1:

@@ -486,20 +486,17 @@ def refit(compiled: Compiled, data: FitData, **kwargs: Any) -> FitResult:
     return result
 
 
-def _sample_nutpie(
-    compiled: Compiled, data: FitData, settings: SamplerSettings, first_use: bool
-) -> Any:
+def nutpie_sample(nutpie_model: Any, settings: SamplerSettings, *, cores: int = 2) -> Any:
+    """Sample a compiled nutpie model with ``settings`` (draws, tune, chains, seed, target
+    acceptance); stops on Ctrl-C or SIGTERM instead of returning a partial trace."""
     import nutpie
 
-    model = compiled.nutpie_model
-    if not first_use:
-        model = model.with_data(**compiled.kind.data_dict(data))
     sampler = nutpie.sample(
-        model,
+        nutpie_model,
         draws=settings.draws,
         tune=settings.tune,
         chains=settings.chains,
-        cores=min(settings.chains, 2),
+        cores=min(settings.chains, cores),
         seed=settings.seed,
         target_accept=settings.target_accept,
         save_warmup=False,
@@ -513,6 +510,15 @@ def _sample_nutpie(
     except BaseException:
         sampler.cancel()
         raise
+
+
+def _sample_nutpie(
+    compiled: Compiled, data: FitData, settings: SamplerSettings, first_use: bool
+) -> Any:
+    model = compiled.nutpie_model
+    if not first_use:
+        model = model.with_data(**compiled.kind.data_dict(data))
+    return nutpie_sample(model, settings)
 
 
 def _sample_pymc(

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +55,6 @@ from analysis.atomic import write_json, write_text
 from analysis.errors import VlmsInputError
 
 MONTHS_PER_YEAR = 12.0
-FIXTURE_COHORT = (
-    Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "check" / "cohort.csv"
-)
 RECURRENCE_TYPES = ("local", "distant", "local_distant")
 DSS_GROUPS = ("none", "local", "distant", "local_distant")
 MARKERS = ("beta_catenin", "igf1r")
@@ -448,15 +444,6 @@ def run_paper_check(args: argparse.Namespace) -> int:
     from analysis.published import load_published
 
     cohort_path = Path(args.cohort)
-    is_fixture = False
-    if not cohort_path.exists() and cohort_path == Path("data/cohort.csv"):
-        print(
-            f"vlms check: {cohort_path} does not exist yet (run `vlms reconstruct`); using the "
-            f"random fixture cohort {FIXTURE_COHORT.name} instead: these numbers are NOT the "
-            "paper's cohort",
-            file=sys.stderr,
-        )
-        cohort_path, is_fixture = FIXTURE_COHORT, True
     df = ch.load_cohort(cohort_path)
     _require_events(df, str(cohort_path))
     if not Path(args.published).is_file():
@@ -471,7 +458,6 @@ def run_paper_check(args: argparse.Namespace) -> int:
     full = pd.concat([table, pd.DataFrame(extra_rows)], ignore_index=True)
     payload = {
         "cohort": str(cohort_path),
-        "cohort_is_fixture": is_fixture,
         "n": len(df),
         "conf_type": conf_type,
         "rows": [_json_row(r) for r in table.to_dict("records")],
@@ -479,7 +465,7 @@ def run_paper_check(args: argparse.Namespace) -> int:
     }
     write_text(out_dir / "frequentist.csv", full.to_csv(index=False))
     write_json(out_dir / "frequentist.json", _json_safe(payload))
-    header = f"cohort {cohort_path} (n = {len(df)}{', FIXTURE' if is_fixture else ''})"
+    header = f"cohort {cohort_path} (n = {len(df)})"
     print(header + "\n" + format_table(table, extra_rows))
     print(f"\nwrote {out_dir / 'frequentist.csv'} and {out_dir / 'frequentist.json'}")
     print("\n" + cif_posterior_section(df, Path(args.out_dir) / "fits"))

@@ -132,6 +132,16 @@ class Moves:
     def _recurred(self, row: int) -> bool:
         return self._get(row, "recurrence") != "none"
 
+    def _pins_range_end(self, row: int) -> bool:
+        """True when ``row`` is the only patient at an end of the follow-up range: it stays
+        there, so the published range holds."""
+        old = float(self._get(row, "followup_months"))
+        follow = self.df["followup_months"].to_numpy()
+        return any(
+            old == end and int((follow == end).sum()) == 1
+            for end in (self.bounds.low, self.bounds.high)
+        )
+
     # ------------------------------------------------------------------ moves
     def propose(self) -> tuple[str, Undo | None]:
         """One random move; ``None`` undo when the move was impossible (nothing changed)."""
@@ -160,11 +170,9 @@ class Moves:
 
     def _move_followup_time(self) -> Undo | None:
         row = int(self.rng.integers(len(self.df)))
+        if self._pins_range_end(row):
+            return None
         old = float(self._get(row, "followup_months"))
-        follow = self.df["followup_months"].to_numpy()
-        for end in (self.bounds.low, self.bounds.high):
-            if old == end and int((follow == end).sum()) == 1:
-                return None  # the only patient at an end of the range stays there
         new = _round(min(max(self._jitter(old), self.bounds.low), self.bounds.high))
         if self._recurred(row):
             rec = float(self._get(row, "recurrence_months"))
@@ -180,11 +188,9 @@ class Moves:
         """Scale a patient's recurrence and follow-up times together (same story, earlier or
         later)."""
         row = int(self.rng.integers(len(self.df)))
+        if self._pins_range_end(row):
+            return None
         old = float(self._get(row, "followup_months"))
-        follow = self.df["followup_months"].to_numpy()
-        for end in (self.bounds.low, self.bounds.high):
-            if old == end and int((follow == end).sum()) == 1:
-                return None
         factor = math.exp(self.step * self.rng.standard_normal())
         new = _round(min(max(old * factor, self.bounds.low), self.bounds.high))
         rec = float(self._get(row, "recurrence_months"))
@@ -207,13 +213,7 @@ class Moves:
         status = self._get(row, "vital_status")
         new = "alive" if status == "dead_disease" else "dead_disease"
         changes: list[tuple[int, str, object]] = [(row, "vital_status", new)]
-        old_follow = float(self._get(row, "followup_months"))
-        follow = self.df["followup_months"].to_numpy()
-        at_end = any(
-            old_follow == end and int((follow == end).sum()) == 1
-            for end in (self.bounds.low, self.bounds.high)
-        )
-        if self.rng.random() < 0.5 and not at_end:
+        if self.rng.random() < 0.5 and not self._pins_range_end(row):
             rec = float(self._get(row, "recurrence_months"))
             if new == "dead_disease":
                 when = rec + 24.0 * math.exp(0.8 * self.rng.standard_normal())
@@ -227,11 +227,8 @@ class Moves:
         """Redraw one patient's times from scratch (a recurrence anywhere in 2-120 months, then
         a death from disease or a censoring after it): the large jumps small steps cannot make."""
         row = int(self.rng.integers(len(self.df)))
-        old = float(self._get(row, "followup_months"))
-        follow = self.df["followup_months"].to_numpy()
-        for end in (self.bounds.low, self.bounds.high):
-            if old == end and int((follow == end).sum()) == 1:
-                return None
+        if self._pins_range_end(row):
+            return None
         low, high = self.bounds.low, self.bounds.high
         if not self._recurred(row):
             new = _round(self.rng.uniform(low, high))

@@ -133,20 +133,15 @@ def run_sensitivity(
         covariate = data.covariate_names[0]
         for label, p in priors.items():
             swapped = compiled.with_data(**_data_dict(data, p))
-            seed = fit_mod.spec_seed(settings.seed, f"{name}|{label}")
-            target_accept = max(settings.target_accept, REFIT_TARGET_ACCEPT)
-            t1 = time.perf_counter()
-            idata = nutpie.sample(
-                swapped,
+            refit_settings = dataclasses.replace(
+                settings,
+                seed=fit_mod.spec_seed(settings.seed, f"{name}|{label}"),
                 draws=max(settings.draws, SENSITIVITY_DRAWS),
-                tune=settings.tune,
-                chains=settings.chains,
-                cores=min(settings.chains, 2),
-                seed=seed,
-                target_accept=target_accept,
-                save_warmup=False,
-                progress_bar=False,
+                target_accept=max(settings.target_accept, REFIT_TARGET_ACCEPT),
+                progress=False,
             )
+            t1 = time.perf_counter()
+            idata = fit_mod.nutpie_sample(swapped, refit_settings)
             seconds = time.perf_counter() - t1
             sampling_total += seconds
             post = idata.posterior[[v for v in names if v in idata.posterior]]

@@ -43,6 +43,7 @@ from scipy import stats
 from analysis import simulate
 from analysis.atomic import atomic_path, write_json, write_text
 from analysis.errors import VlmsInputError
+from analysis.fit import SamplerSettings, nutpie_sample
 
 DEFAULT_CUTS: tuple[float, ...] = (0.0, 6.0, 12.0, 24.0, 36.0, 60.0, 84.0, 120.0)
 """The registry's interval starts (``models.survival_data.DEFAULT_CUTS``), repeated here so that
@@ -135,14 +136,10 @@ DEFAULT_MODELS = ("pem_tma", "competing")
 
 
 @dataclass(frozen=True)
-class SbcSettings:
-    """Sampler settings of every refit (defaults as ``make fit``)."""
+class SbcSettings(SamplerSettings):
+    """Sampler settings of every refit (defaults as ``make fit``; the seed is per simulation),
+    and how many posterior draws each rank is computed from."""
 
-    sampler: str = "nutpie"
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 4
-    target_accept: float = 0.95
     rank_draws: int = RANK_DRAWS
 
 
@@ -249,17 +246,10 @@ def _sample(compiled: Any, data: Any, model: SbcModel, settings: SbcSettings, se
     values = compiled.kind.data_dict(data)
     values["log_rate_center"] = np.asarray(model.centers(), float)
     if settings.sampler == "nutpie":
-        import nutpie
-
-        return nutpie.sample(
+        return nutpie_sample(
             compiled.nutpie_model.with_data(**values),
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
+            replace(settings, seed=seed, progress=False),
             cores=1,
-            seed=seed,
-            target_accept=settings.target_accept,
-            progress_bar=False,
         )
     import pymc as pm
 
@@ -402,7 +392,6 @@ def run_chunk(
 ) -> list[dict[str, Any]]:
     """Run simulations ``sims`` of one model (a Dask task; compiles once per worker process)."""
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
-    warnings.filterwarnings("ignore", category=FutureWarning)
     import logging
 
     logging.getLogger("pymc").setLevel(logging.ERROR)
@@ -789,14 +778,17 @@ def run_cli(args: argparse.Namespace) -> int:
         raise VlmsInputError(f"--models: unknown model {unknown[0]}; known: {', '.join(MODELS)}")
     if args.sims < 1:
         raise VlmsInputError("--sims must be at least 1")
-    settings = SbcSettings(
-        sampler=getattr(args, "sampler", "nutpie"),
-        draws=getattr(args, "draws", 1000),
-        tune=getattr(args, "tune", 1000),
-        chains=getattr(args, "chains", 4),
-    )
-    if min(settings.draws, settings.tune, settings.chains) < 1:
+    draws, tune, chains = (getattr(args, k, d) for k, d in (("draws", 1000), ("tune", 1000),
+                                                              ("chains", 4)))  # fmt: skip
+    if min(draws, tune, chains) < 1:
         raise VlmsInputError("--draws, --tune and --chains must be at least 1")
+    settings = SbcSettings(
+        seed=args.seed,
+        sampler=getattr(args, "sampler", "nutpie"),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+    )
     if settings.draws * settings.chains < settings.rank_draws:
         raise VlmsInputError(f"need at least {settings.rank_draws} draws in all (draws x chains)")
     priors = Priors()

@@ -19,6 +19,7 @@ from tests.conftest import make_cohort_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "data" / "published.toml"
+FIXTURE_COHORT = ROOT / "tests" / "fixtures" / "check" / "cohort.csv"
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_make_check_writes_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFi
         [
             "check",
             "--cohort",
-            str(pc.FIXTURE_COHORT),
+            str(FIXTURE_COHORT),
             "--out-dir",
             str(tmp_path),
             "--published",
@@ -141,7 +142,7 @@ def test_make_check_writes_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_fixture_cohort_is_schema_valid() -> None:
-    df = ch.load_cohort(pc.FIXTURE_COHORT)
+    df = ch.load_cohort(FIXTURE_COHORT)
     assert len(df) == 63
 
 
