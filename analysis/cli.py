@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from analysis.errors import VlmsInputError
+from analysis.core.errors import VlmsInputError
 
 DEFAULT_COHORT = Path("data/cohort.csv")
 DEFAULT_PUBLISHED = Path("data/published.toml")
@@ -65,13 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = add("audit", "analysis.audit:run_cli", "Audit the paper's numbers against each other.")
+    p = add(
+        "audit", "analysis.paper.audit:run_cli", "Audit the paper's numbers against each other."
+    )
     p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED)
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
 
     p = add(
         "check",
-        "analysis.check_command:run_cli",
+        "analysis.frequentist.check:run_cli",
         "Frequentist analyses (KM, log-rank, Cox, Aalen-Johansen, RMST). Without --data: "
         "reproduce the paper's analyses on data/cohort.csv into reports/tables/frequentist.*",
     )
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "reconstruct",
-        "analysis.reconstruct:run_cli",
+        "analysis.reconstruction.pipeline:run_cli",
         "Build the synthetic 63-patient cohort calibrated to the published numbers.",
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "fit",
-        "analysis.fit_command:run_cli",
+        "analysis.inference.fit_command:run_cli",
         "Sample posteriors. Without --data: every model in the registry on data/cohort.csv, "
         "to reports/fits/. With --data: a piecewise-exponential model on your CSV.",
     )
@@ -124,13 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
 
-    p = add("diagnose", "analysis.diagnostics:run_cli", "ArviZ diagnostics of the saved fits.")
+    p = add(
+        "diagnose", "analysis.inference.diagnostics:run_cli", "ArviZ diagnostics of the saved fits."
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 if any model misses the bar")
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
 
     p = add(
         "compare",
-        "analysis.compare:run_cli",
+        "analysis.comparison.hazard_ratios:run_cli",
         "Posterior hazard ratios against the published and frequentist ones.",
     )
     p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
@@ -138,10 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
-    p = add("report", "analysis.report:run_cli", "Write reports/index.html from saved outputs.")
+    p = add(
+        "report",
+        "analysis.reporting.html:run_cli",
+        "Draw the figures and write reports/index.html from saved outputs.",
+    )
+    p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
 
-    p = add("validate", "analysis.validate:run_cli", "Simulation-based calibration of the models.")
+    p = add(
+        "validate", "analysis.validation.sbc:run_cli", "Simulation-based calibration of the models."
+    )
     p.add_argument("--sims", type=int, default=200)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--scheduler", help="address of a Dask distributed scheduler")
@@ -157,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
 
-    p = add("bench", "analysis.bench:run_cli", "Timings: compile, sampling, ESS/s, scaling.")
+    p = add(
+        "bench", "analysis.validation.bench:run_cli", "Timings: compile, sampling, ESS/s, scaling."
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.errors import VlmsInputError
-from analysis.table_input import is_missing, read_csv
+from analysis.core.csv_input import is_missing, read_csv
+from analysis.core.errors import VlmsInputError
 
 
 @dataclass(frozen=True)

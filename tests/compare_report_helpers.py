@@ -81,7 +81,8 @@ def write_fit(path: Path, groups: dict[str, xr.Dataset]) -> Path:
 
 
 def as_idata(groups: dict[str, xr.Dataset]) -> SimpleNamespace:
-    """An object with the group attributes (enough for analysis.compare's readers)."""
+    """An object with the group attributes (enough for analysis.comparison.hazard_ratios's
+    readers)."""
     ns = SimpleNamespace(**groups)
     ns.groups = lambda: list(groups)
     return ns

@@ -1,0 +1,140 @@
+"""Data ready to model: event times, event codes and covariates of one fit (model-agnostic).
+
+A :class:`FitData` holds complete cases (rows with a missing covariate are dropped and counted),
+the interval cut points, the covariate slots of the compiled structure and the month grid of the
+derived curves; it expands to person-period rows and collapses to sufficient statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.survival_data import (
+    DEFAULT_CUTS,
+    Cells,
+    PersonPeriod,
+    binary_patterns,
+    check_cuts,
+    collapse,
+    crude_rate,
+    expand,
+)
+
+CURVE_TIMES = np.arange(3.0, 121.0, 3.0)
+"""Month grid of the survival and CIF curves in the registry fits (0 excluded: S(0) = 1)."""
+
+
+@dataclass(frozen=True)
+class FitData:
+    """One data set ready to model (model-agnostic).
+
+    Attributes
+    ----------
+    time, event
+        Months (> 0) and event codes (0 censored; 1 event, or 1..K causes).
+    x
+        Covariates, shape ``(n, p)``, complete cases only.
+    covariate_names
+        Names of the columns of ``x``.
+    cuts
+        Interval starts (0 first).
+    n_dropped
+        Rows dropped for a missing covariate.
+    slots
+        Covariate slots of the model structure (``>= p``; spare slots are zero-filled).
+    cause_names
+        Competing risks: the name of each code 1..K; ``()`` for a single event type.
+    curve_times
+        Month grid of the derived curves.
+    """
+
+    time: np.ndarray
+    event: np.ndarray
+    x: np.ndarray
+    covariate_names: tuple[str, ...]
+    cuts: np.ndarray
+    n_dropped: int = 0
+    slots: int | None = None
+    cause_names: tuple[str, ...] = ()
+    curve_times: np.ndarray = field(default_factory=lambda: CURVE_TIMES.copy())
+
+    @property
+    def n(self) -> int:
+        return int(self.time.size)
+
+    @property
+    def n_slots(self) -> int:
+        return self.x.shape[1] if self.slots is None else self.slots
+
+    @property
+    def n_causes(self) -> int | None:
+        return len(self.cause_names) or None
+
+    @property
+    def binary(self) -> bool:
+        return bool(np.all(np.isin(self.x, (0.0, 1.0))))
+
+    @property
+    def slot_names(self) -> list[str]:
+        spare = [f"_unused_{i}" for i in range(self.n_slots - len(self.covariate_names))]
+        return [*self.covariate_names, *spare]
+
+    def x_slots(self) -> np.ndarray:
+        """Covariates padded with zero columns up to ``slots``."""
+        pad = np.zeros((self.n, self.n_slots - self.x.shape[1]))
+        return np.hstack([self.x, pad])
+
+    def person_period(self, padded: bool = True) -> PersonPeriod:
+        """Person-period rows; ``padded``: with the spare zero slots (as the model sees them)."""
+        return expand(self.time, self.event, self.x_slots() if padded else self.x, self.cuts)
+
+    def cells(self) -> Cells:
+        """Collapsed cells: on the fixed grid of all 0/1 patterns when covariates are binary."""
+        patterns = binary_patterns(self.n_slots) if self.binary and self.n_slots <= 6 else None
+        return collapse(self.person_period(), len(self.cuts), patterns, self.n_causes)
+
+    def log_rate_center(self) -> float:
+        return float(np.log(crude_rate(self.time, self.event)))
+
+
+def make_fit_data(
+    time: np.ndarray,
+    event: np.ndarray,
+    covariates: dict[str, np.ndarray],
+    *,
+    cuts: Sequence[float] | None = None,
+    slots: int | None = None,
+    cause_names: Sequence[str] = (),
+    curve_times: np.ndarray | None = None,
+) -> FitData:
+    """Complete cases of ``time``, ``event`` and named covariate arrays (NaN = missing)."""
+    names = tuple(covariates)
+    x = (
+        np.column_stack([np.asarray(covariates[k], float) for k in names])
+        if names
+        else np.zeros((len(time), 0))
+    )
+    keep = ~np.isnan(x).any(axis=1)
+    c = check_cuts(DEFAULT_CUTS if cuts is None else cuts)
+    if slots is not None and slots < len(names):
+        raise ValueError("slots must be at least the number of covariates")
+    return FitData(
+        time=np.asarray(time, float)[keep],
+        event=np.asarray(event, int)[keep],
+        x=x[keep],
+        covariate_names=names,
+        cuts=c,
+        n_dropped=int((~keep).sum()),
+        slots=slots,
+        cause_names=tuple(cause_names),
+        curve_times=CURVE_TIMES.copy() if curve_times is None else np.asarray(curve_times, float),
+    )
+
+
+def default_curve_times(time: np.ndarray, n: int = 40) -> np.ndarray:
+    """A month grid of ``n`` points up to the longest follow-up (for user data)."""
+    top = float(np.max(time))
+    return np.linspace(top / n, top, n)

@@ -1,0 +1,417 @@
+"""Sampling diagnostics with ArviZ: summaries, the quality bar, and plots (``vlms diagnose``).
+
+This is the only module that imports ArviZ, so a move to ArviZ 1 changes one file.
+
+The bar every saved fit must meet (``vlms diagnose --strict`` exits 1 otherwise): on every
+posterior variable, derived ones included, R-hat <= 1.01 and bulk and tail ESS >= 400; zero
+divergent transitions. BFMI (< 0.3 flags poor energy exploration) and tree-depth saturation are
+reported alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
+import arviz as az  # noqa: E402
+
+from analysis.core.atomic import atomic_path, write_text  # noqa: E402
+from analysis.core.parallel import fork_starmap  # noqa: E402
+
+RHAT_MAX = 1.01
+ESS_MIN = 400.0
+BFMI_MIN = 0.3
+HDI_PROB = 0.95
+KEY_VARS = ("beta", "rw_sigma", "cause_rw_sigma", "effect_rho", "log_h_level_z")
+"""Parameters shown in the trace and rank figures (those present; see :func:`_key_vars`)."""
+MAX_RANK_PANELS = 8
+
+
+def load_fit(path: str | Path) -> Any:
+    """Read a saved fit (``reports/fits/<name>.nc``) as InferenceData."""
+    return az.from_netcdf(str(path))
+
+
+def summarize(idata: Any, var_names: list[str] | None = None) -> pd.DataFrame:
+    """ArviZ summary of the posterior plus equal-tailed quantities.
+
+    Columns: ``mean, sd, hdi_2.5%, hdi_97.5%, mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat``
+    (ArviZ, 95% HDI), then ``median, eti_2.5%, eti_97.5%`` and, for hazard-ratio rows
+    (``hr[...]``), ``prob_gt_1`` = P(HR > 1). One row per scalar element (``name[coord]``).
+    """
+    post = idata.posterior
+    names = var_names or list(post.data_vars)
+    summary = az.summary(idata, var_names=names, kind="all", hdi_prob=HDI_PROB, round_to="none")
+    flat = _flatten(post[names])
+    summary["median"] = [float(np.median(flat[r])) for r in summary.index]
+    summary["eti_2.5%"] = [float(np.quantile(flat[r], 0.025)) for r in summary.index]
+    summary["eti_97.5%"] = [float(np.quantile(flat[r], 0.975)) for r in summary.index]
+    summary["prob_gt_1"] = [
+        float(np.mean(flat[r] > 1.0)) if r.startswith("hr[") else np.nan for r in summary.index
+    ]
+    summary.index.name = "parameter"
+    return summary
+
+
+def _flatten(post: Any) -> dict[str, np.ndarray]:
+    """Map ArviZ summary row labels to their draws (chain and draw pooled)."""
+    out: dict[str, np.ndarray] = {}
+    for name, da in post.data_vars.items():
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        values = da.transpose("chain", "draw", *extra).values
+        values = values.reshape(-1, *values.shape[2:])
+        if not extra:
+            out[name] = values
+            continue
+        coords = [da.coords[d].values for d in extra]
+        for idx in np.ndindex(*values.shape[1:]):
+            label = ", ".join(str(c[i]) for c, i in zip(coords, idx, strict=True))
+            out[f"{name}[{label}]"] = values[(slice(None), *idx)]
+    return out
+
+
+def divergences(idata: Any) -> int:
+    """Number of divergent transitions after tuning."""
+    return int(idata.sample_stats["diverging"].sum())
+
+
+def treedepth_saturation(idata: Any) -> float:
+    """Share of draws whose tree hit the maximum depth."""
+    stats = idata.sample_stats
+    for name in ("maxdepth_reached", "reached_max_treedepth"):
+        if name in stats:
+            return float(stats[name].mean())
+    return float("nan")
+
+
+def bfmi(idata: Any) -> np.ndarray:
+    """Bayesian fraction of missing information per chain."""
+    return np.asarray(az.bfmi(idata))
+
+
+def passes_bar(idata: Any, summary: pd.DataFrame | None = None) -> tuple[bool, dict[str, Any]]:
+    """Whether ``idata`` meets the bar; details for the report.
+
+    Returns
+    -------
+    (ok, details)
+        ``details``: ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``divergences``,
+        ``min_bfmi``, ``treedepth_saturation``, ``failing`` (row labels that miss R-hat or ESS).
+        Quantities that are constant over all draws (no variance) are exempt from R-hat/ESS.
+    """
+    s = summarize(idata) if summary is None else summary
+    varying = s["sd"] > 0
+    v = s.loc[varying]
+    bad_rhat = ~(v["r_hat"] <= RHAT_MAX)
+    bad_bulk = ~(v["ess_bulk"] >= ESS_MIN)
+    bad_tail = ~(v["ess_tail"] >= ESS_MIN)
+    failing = list(v.index[bad_rhat | bad_bulk | bad_tail])
+    n_div = divergences(idata)
+    details = {
+        "max_rhat": float(v["r_hat"].max()) if len(v) else float("nan"),
+        "min_ess_bulk": float(v["ess_bulk"].min()) if len(v) else float("nan"),
+        "min_ess_tail": float(v["ess_tail"].min()) if len(v) else float("nan"),
+        "divergences": n_div,
+        "min_bfmi": float(np.min(bfmi(idata))),
+        "treedepth_saturation": treedepth_saturation(idata),
+        "failing": failing,
+    }
+    return (not failing and n_div == 0), details
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _key_vars(idata: Any, max_panels: int | None = None) -> list[str]:
+    """Key parameters present; with ``max_panels``, the first ones whose elements fit."""
+    names, used = [], 0
+    for v in KEY_VARS:
+        if v not in idata.posterior:
+            continue
+        size = int(
+            np.prod([n for d, n in idata.posterior[v].sizes.items() if d not in ("chain", "draw")])
+        )
+        if max_panels is not None and used + size > max_panels:
+            continue
+        names.append(v)
+        used += size
+    return names or ["log_h0"]
+
+
+def plot_trace(idata: Any, path: Path) -> Path:
+    """Trace plot (draws per chain, and the pooled density) of the key parameters."""
+    import matplotlib.pyplot as plt
+
+    axes = az.plot_trace(
+        idata, var_names=_key_vars(idata), compact=True, combined=True, figsize=(9, 7)
+    )
+    return _save(axes.ravel()[0].figure, path, plt)
+
+
+def plot_rank(idata: Any, path: Path) -> Path:
+    """Rank plots (histograms of pooled ranks per chain) of up to 8 key scalars."""
+    import matplotlib.pyplot as plt
+
+    axes = az.plot_rank(idata, var_names=_key_vars(idata, MAX_RANK_PANELS), kind="bars")
+    return _save(np.ravel(axes)[0].figure, path, plt)
+
+
+def plot_energy(idata: Any, path: Path) -> Path:
+    """Energy plot (marginal energy vs energy transition distributions)."""
+    import matplotlib.pyplot as plt
+
+    ax = az.plot_energy(idata, figsize=(5, 3.5))
+    return _save(ax.figure, path, plt)
+
+
+def plot_prior_survival(idata: Any, path: Path) -> Path:
+    """Prior predictive survival curves (median and 90% band) with the prior median survival."""
+    import matplotlib.pyplot as plt
+
+    prior = idata.prior
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curves = []
+    if "survival" in prior:
+        curves.append(("survival", prior["survival"].isel(pattern=0)))
+    if "recurrence_free_survival" in prior:
+        curves.append(("recurrence-free survival", prior["recurrence_free_survival"]))
+    for label, s in curves:
+        t = s["time"].values
+        q = np.quantile(s.values.reshape(-1, t.size), [0.05, 0.5, 0.95], axis=0)
+        ax.fill_between(t, q[0], q[2], alpha=0.3, label=f"prior 90% band of {label}")
+        ax.plot(t, q[1], label=f"prior median of {label}")
+        ax.set_ylabel("probability")
+    ax.set_xlabel("months")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Prior predictive: {idata.posterior.attrs.get('model_name', '')}")
+    ax.legend()
+    return _save(fig, path, plt)
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- vlms diagnose
+
+
+def saved_summary(nc_path: Path) -> pd.DataFrame | None:
+    """The ``<name>.summary.csv`` written by ``vlms fit`` beside ``nc_path``, if not older."""
+    csv = nc_path.with_suffix(".summary.csv")
+    if csv.exists() and csv.stat().st_mtime >= nc_path.stat().st_mtime:
+        return pd.read_csv(csv, index_col=0)
+    return None
+
+
+def diagnose_fit(path: Path, figs: Path) -> dict[str, Any]:
+    """Bar check and figures of one saved fit (the summary is the saved one when current)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    name = path.stem
+    idata = load_fit(path)
+    ok, d = passes_bar(idata, saved_summary(path))
+    d["draws"] = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
+    plot_trace(idata, figs / f"trace_{name}.png")
+    plot_rank(idata, figs / f"rank_{name}.png")
+    plot_energy(idata, figs / f"energy_{name}.png")
+    if "prior" in idata.groups():
+        plot_prior_survival(idata, figs / f"prior_survival_{name}.png")
+    return {"name": name, "ok": ok, **d, "prior": prior_check(idata)}
+
+
+def prior_check(idata: Any) -> dict[str, float]:
+    """Prior predictive summaries: is the prior's survival plausible for this disease?
+
+    ``p_median_lt_6``: prior P(median survival < 6 months); ``p_median_gt_cap``: prior P(median
+    beyond the cap, 10 years); ``s60_q05/q50/q95``: prior quantiles of S(60 months) (survival,
+    or recurrence-free survival for competing-risk fits).
+    """
+    if "prior" not in idata.groups():
+        return {}
+    prior = idata.prior
+    out: dict[str, float] = {}
+    if "median_survival_capped" in prior:
+        med = prior["median_survival_capped"].isel(pattern=0).values.ravel()
+        cap = float(idata.posterior.attrs.get("median_cap_months", np.max(med)))
+        out["p_median_lt_6"] = float(np.mean(med < 6.0))
+        out["p_median_gt_cap"] = float(np.mean(med >= cap))
+    curve = None
+    if "survival" in prior:
+        curve = prior["survival"].isel(pattern=0)
+    elif "recurrence_free_survival" in prior:
+        curve = prior["recurrence_free_survival"]
+    if curve is not None and 60.0 in curve["time"].values:
+        s60 = curve.sel(time=60.0).values.ravel()
+        for q in (0.05, 0.5, 0.95):
+            out[f"s60_q{round(q * 100):02d}"] = float(np.quantile(s60, q))
+    return out
+
+
+def diagnose_dir(out_dir: Path, workers: int = 2) -> tuple[bool, str]:
+    """Diagnose every ``<out_dir>/fits/*.nc``; write figures; return (all pass, markdown).
+
+    Fits are checked in up to ``workers`` processes side by side.
+    """
+    fits = sorted((Path(out_dir) / "fits").glob("*.nc"))
+    figs = Path(out_dir) / "figures"
+    jobs = [(p, figs) for p in fits]
+    results = fork_starmap(diagnose_fit, jobs, workers)
+    lines = [
+        "# Sampling diagnostics",
+        "",
+        f"Bar: R-hat <= {RHAT_MAX}, bulk and tail ESS >= {ESS_MIN:.0f} on every posterior "
+        "variable (derived ones included), zero divergences. BFMI < 0.3 and tree-depth "
+        "saturation are flagged but do not fail the bar.",
+        "",
+        "| model | draws | max R-hat | min bulk ESS | min tail ESS | divergences | min BFMI "
+        "| tree-depth saturation | bar |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    all_ok = bool(results)
+    notes: list[str] = []
+    for d in results:
+        name, ok = d["name"], d["ok"]
+        all_ok &= ok
+        lines.append(
+            f"| {name} | {d['draws']} | {d['max_rhat']:.4f} | {d['min_ess_bulk']:.0f} | "
+            f"{d['min_ess_tail']:.0f} | {d['divergences']} | {d['min_bfmi']:.2f} | "
+            f"{d['treedepth_saturation']:.3f} | {'met' if ok else 'MISSED'} |"
+        )
+        if d["failing"]:
+            shown = ", ".join(d["failing"][:10])
+            more = len(d["failing"]) - 10
+            extra = f" and {more} more" if more > 0 else ""
+            notes.append(f"- {name}: misses R-hat/ESS on {shown}{extra}")
+        if d["min_bfmi"] < BFMI_MIN:
+            notes.append(f"- {name}: low BFMI ({d['min_bfmi']:.2f})")
+    if not results:
+        lines.append("| (no fits found) | | | | | | | | MISSED |")
+    lines += ["", *notes] if notes else []
+    lines += _prior_lines(results) + _timing_lines(Path(out_dir) / "fits" / "fit_log.csv")
+    lines += [
+        "",
+        "Figures: `figures/trace_<model>.png`, `figures/rank_<model>.png`, "
+        "`figures/energy_<model>.png`, `figures/prior_survival_<model>.png`.",
+        "",
+    ]
+    return all_ok, "\n".join(lines)
+
+
+def _prior_lines(results: list[dict[str, Any]]) -> list[str]:
+    rows = [r for r in results if r.get("prior")]
+    if not rows:
+        return []
+
+    def f(v: float | None) -> str:
+        return "" if v is None else f"{v:.2f}"
+
+    lines = [
+        "",
+        "## Prior predictive check",
+        "",
+        "Survival implied by the priors alone (first covariate pattern; competing-risk fits: "
+        "recurrence-free survival). A plausible prior for this disease puts the median survival "
+        "between months and decades: rarely under 6 months, often beyond 10 years.",
+        "",
+        "| model | P(median < 6 mo) | P(median > 10 y) | S(60 mo) 5% | 50% | 95% |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p = r["prior"]
+        lines.append(
+            f"| {r['name']} | {f(p.get('p_median_lt_6'))} | {f(p.get('p_median_gt_cap'))} | "
+            f"{f(p.get('s60_q05'))} | {f(p.get('s60_q50'))} | {f(p.get('s60_q95'))} |"
+        )
+    return lines
+
+
+def _timing_lines(log_csv: Path) -> list[str]:
+    if not log_csv.exists():
+        return []
+    log = pd.read_csv(log_csv)
+    lines = [
+        "",
+        "## Compile and sampling time (from `fits/fit_log.csv`)",
+        "",
+        "| model | structure | compile s | sampling s | min bulk ESS per sampling second |",
+        "|---|---|---|---|---|",
+    ]
+    for _, r in log.iterrows():
+        lines.append(
+            f"| {r['name']} | {r['structure']} | {r['compile_seconds']:.1f} | "
+            f"{r['sampling_seconds']:.2f} | {r['ess_per_second']:.0f} |"
+        )
+    return lines
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``vlms diagnose [--strict]``: write reports/diagnostics.md and figures."""
+    all_ok, text = diagnose_dir(args.out_dir)
+    write_text(Path(args.out_dir) / "diagnostics.md", text)
+    print(text)
+    if args.strict and not all_ok:
+        return 1
+    return 0
+
+
+# --- used by compare/report ---
+# PSIS-LOO for analysis/comparison/hazard_ratios.py (owned by the compare/report helper; keep ArviZ
+# calls here).
+
+PARETO_K_OK = 0.7
+"""Pareto k above this: the PSIS estimate of that patient's LOO term is unreliable."""
+
+
+def loo_compare(fits: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """PSIS-LOO of each fit and their comparison (``az.loo``, ``az.compare``).
+
+    Parameters
+    ----------
+    fits
+        Label -> InferenceData with a ``log_likelihood`` group (one variable, dim ``patient``);
+        every fit must cover the same patients in the same order.
+
+    Returns
+    -------
+    (comparison, pareto)
+        ``comparison``: ``az.compare`` (rank, elpd_loo, p_loo, elpd_diff, weight, se, dse,
+        warning), best model first, log scale. ``pareto``: per model ``n``, ``elpd_loo``, ``se``,
+        ``p_loo``, ``max_k``, ``n_k_over_0.7`` and ``n_k_over_1`` (patients whose Pareto k is
+        above 0.7 or 1).
+    """
+    if len(fits) < 2:
+        raise ValueError("need at least two fits to compare")
+    sizes = {name: int(idata.log_likelihood.sizes["patient"]) for name, idata in fits.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"fits cover different numbers of patients: {sizes}")
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # high-k warnings are reported in the table instead
+        for name, idata in fits.items():
+            res = az.loo(idata, pointwise=True, scale="log")
+            k = np.asarray(res.pareto_k)
+            rows.append(
+                {
+                    "model": name,
+                    "n": int(k.size),
+                    "elpd_loo": float(res.elpd_loo),
+                    "se": float(res.se),
+                    "p_loo": float(res.p_loo),
+                    "max_k": float(np.max(k)),
+                    f"n_k_over_{PARETO_K_OK}": int(np.sum(k > PARETO_K_OK)),
+                    "n_k_over_1": int(np.sum(k > 1.0)),
+                }
+            )
+        comparison = az.compare(fits, ic="loo", scale="log")
+    comparison.index.name = "model"
+    return comparison, pd.DataFrame(rows).set_index("model")

@@ -1,0 +1,449 @@
+"""The engine that samples: compile a model structure once, refit it on new data, save.
+
+Layout of the outputs (``<out_dir>/fits/``):
+
+* ``<name>.nc``: ArviZ InferenceData (NetCDF) with groups ``posterior`` (parameters and derived
+  quantities, dims ``interval``, ``covariate``, ``pattern``, ``time``, ``cause``),
+  ``sample_stats``, ``log_likelihood`` (dim ``patient``: each patient's log-likelihood summed over
+  its intervals, so LOO leaves out a patient), ``observed_data``, ``constant_data`` and ``prior``
+  (draws from the prior, for the prior predictive check). The ``posterior`` attributes describe the
+  fit (end point, subset, n, events, cut points, priors, seed, sampler, package versions, timings).
+* ``<name>.summary.csv``: the diagnostics summary (see
+  :func:`analysis.inference.diagnostics.summarize`).
+* ``fit_log.csv``: per model, compile and sampling seconds and ESS per second.
+
+Compile once per structure: models with the same structure (kind, number of covariate slots,
+intervals, causes, priors) share one compiled nutpie model whose data are swapped with
+``with_data``. Collapsed cells are laid on a fixed grid (intervals x all 0/1 covariate patterns;
+empty cells have exposure 0 and add nothing), and a model with fewer covariates than its structure's
+slots fills the spare slots with zeros: their coefficients do not enter the likelihood, their
+posterior is their prior, independent of everything else, and they are dropped before saving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from analysis.core.atomic import atomic_path
+from analysis.inference.data import FitData
+from analysis.inference.kinds import KINDS, MEDIAN_CAP, RMST_HORIZON, stored_names
+from models.priors import Priors
+from models.survival_data import interval_labels
+
+TARGET_ACCEPT = 0.95
+PRIOR_DRAWS = 1000
+PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "arviz", "numpy", "xarray")
+
+# --------------------------------------------------------------------------- settings and data
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How to sample: sampler (``"nutpie"`` or ``"pymc"``), draws, tune, chains, seed."""
+
+    sampler: str = "nutpie"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int = 20260101
+    target_accept: float = TARGET_ACCEPT
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("nutpie", "pymc"):
+            raise ValueError("sampler must be 'nutpie' or 'pymc'")
+        for name in ("draws", "tune", "chains"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+# --------------------------------------------------------------------------- compile and sample
+
+
+@dataclass
+class Compiled:
+    """A compiled model structure, reusable with new data of the same shapes."""
+
+    key: tuple
+    kind: Any
+    model: Any
+    sampler: str
+    nutpie_model: Any = None
+    compile_seconds: float = 0.0
+    uses: int = 0
+
+
+def structure_key(kind_name: str, data: FitData, priors: Priors) -> tuple:
+    """Models with equal keys share one compiled model."""
+    cells = data.cells()
+    return (kind_name, data.n_slots, len(data.cuts), data.n_causes, priors, cells.exposure.size)
+
+
+def compile_structure(kind_name: str, data: FitData, priors: Priors, sampler: str) -> Compiled:
+    """Build the PyMC model for ``data`` and (nutpie) compile it; time the compilation."""
+    kind = KINDS[kind_name]
+    model = kind.build(data, priors)
+    t0 = time.perf_counter()
+    compiled = None
+    if sampler == "nutpie":
+        import nutpie
+
+        compiled = nutpie.compile_pymc_model(model, var_names=stored_names(model))
+    seconds = time.perf_counter() - t0
+    return Compiled(
+        key=structure_key(kind_name, data, priors),
+        kind=kind,
+        model=model,
+        sampler=sampler,
+        nutpie_model=compiled,
+        compile_seconds=seconds,
+    )
+
+
+@dataclass
+class FitResult:
+    """An InferenceData and how long it took."""
+
+    idata: Any
+    compile_seconds: float
+    sampling_seconds: float
+    reused_compiled: bool
+
+
+def fit_model(
+    data: FitData,
+    *,
+    kind: str = "pem",
+    priors: Priors | None = None,
+    settings: SamplerSettings | None = None,
+    compiled: Compiled | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> tuple[FitResult, Compiled]:
+    """Sample the posterior of one model on ``data``.
+
+    Parameters
+    ----------
+    data
+        From :func:`make_fit_data`.
+    kind
+        ``"pem"`` (or ``"competing"``).
+    priors, settings
+        Model priors and sampler settings (defaults: ``Priors()``, ``SamplerSettings()``).
+    compiled
+        A compiled structure to reuse (from an earlier call); it must match ``data``'s structure,
+        else a new one is compiled.
+    attrs
+        Extra attributes for the posterior (end point, subset, ...).
+
+    Returns
+    -------
+    (FitResult, Compiled)
+        The result, and the compiled structure for reuse with :func:`refit`. With PyMC's own
+        sampler the (C backend, disk-cached) compilation happens inside ``pm.sample`` and is
+        counted in the sampling seconds; ``compile_seconds`` is then 0.
+    """
+    priors = priors or Priors()
+    settings = settings or SamplerSettings()
+    key = structure_key(kind, data, priors)
+    reused = compiled is not None and compiled.key == key and compiled.sampler == settings.sampler
+    if not reused:
+        compiled = compile_structure(kind, data, priors, settings.sampler)
+    assert compiled is not None
+    compiled.uses += 1
+    kind_obj = compiled.kind
+    t0 = time.perf_counter()
+    if settings.sampler == "nutpie":
+        idata = _sample_nutpie(compiled, data, settings, first_use=compiled.uses == 1)
+    else:
+        idata = _sample_pymc(compiled, data, settings, priors)
+    sampling = time.perf_counter() - t0
+    idata = _finish(idata, kind_obj, data, priors, settings, compiled)
+    prior = sample_prior(kind, data, priors, seed=settings.seed)
+    idata.add_groups({"prior": prior})
+    info = {
+        "compile_seconds": round(compiled.compile_seconds, 3) if not reused else 0.0,
+        "compile_seconds_structure": round(compiled.compile_seconds, 3),
+        "sampling_seconds": round(sampling, 3),
+        "reused_compiled_model": int(reused),
+    }
+    _set_attrs(idata, data, priors, settings, kind, {**(attrs or {}), **info})
+    result = FitResult(
+        idata=idata,
+        compile_seconds=0.0 if reused else compiled.compile_seconds,
+        sampling_seconds=sampling,
+        reused_compiled=reused,
+    )
+    return result, compiled
+
+
+def refit(compiled: Compiled, data: FitData, **kwargs: Any) -> FitResult:
+    """Sample ``compiled`` (from :func:`fit_model`) again on new data of the same structure."""
+    result, _ = fit_model(data, kind=compiled.kind.name, compiled=compiled, **kwargs)
+    return result
+
+
+def nutpie_sample(nutpie_model: Any, settings: SamplerSettings, *, cores: int = 2) -> Any:
+    """Sample a compiled nutpie model with ``settings`` (draws, tune, chains, seed, target
+    acceptance); stops on Ctrl-C or SIGTERM instead of returning a partial trace."""
+    import nutpie
+
+    sampler = nutpie.sample(
+        nutpie_model,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        cores=min(settings.chains, cores),
+        seed=settings.seed,
+        target_accept=settings.target_accept,
+        save_warmup=False,
+        progress_bar=settings.progress,
+        blocking=False,
+    )
+    try:
+        # nutpie's blocking call turns Ctrl-C into an early, partial trace; an interrupted fit
+        # must stop instead, writing nothing
+        return sampler.wait()
+    except BaseException:
+        sampler.cancel()
+        raise
+
+
+def _sample_nutpie(
+    compiled: Compiled, data: FitData, settings: SamplerSettings, first_use: bool
+) -> Any:
+    model = compiled.nutpie_model
+    if not first_use:
+        model = model.with_data(**compiled.kind.data_dict(data))
+    return nutpie_sample(model, settings)
+
+
+def _sample_pymc(
+    compiled: Compiled, data: FitData, settings: SamplerSettings, priors: Priors
+) -> Any:
+    import pymc as pm
+
+    model = compiled.model
+    with model, _interruptible() as interrupted:
+        pm.set_data(compiled.kind.data_dict(data))
+        try:
+            idata = pm.sample(
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=min(settings.chains, 2),
+                random_seed=settings.seed,
+                target_accept=settings.target_accept,
+                progressbar=settings.progress,
+                compute_convergence_checks=False,
+                var_names=stored_names(model),
+            )
+        except Exception:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+    if interrupted:
+        raise KeyboardInterrupt
+    return idata
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM during PyMC sampling, which swallows KeyboardInterrupt and returns
+    a partial trace (or fails building one): the caller re-raises, so nothing is written."""
+    import signal
+    import threading
+
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield seen
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def _finish(
+    idata: Any,
+    kind: Any,
+    data: FitData,
+    priors: Priors,
+    settings: SamplerSettings,
+    compiled: Compiled,
+) -> Any:
+    """Name the covariates, drop spare slots, add derived quantities and the other groups."""
+    post = idata.posterior
+    keep = stored_names(compiled.model)
+    post = post[[v for v in keep if v in post]]
+    post = _relabel(post, data)
+    post = xr.merge([post, kind.derived(post, data)])
+    ll = kind.loglik(post, data)
+    n_cov = len(data.covariate_names)
+    groups = {
+        "log_likelihood": xr.Dataset(
+            {"events": (("chain", "draw", "patient"), ll)},
+            coords={"chain": post.chain, "draw": post.draw, "patient": np.arange(data.n)},
+        ),
+        "observed_data": xr.Dataset(kind.observed(data), coords={"patient": np.arange(data.n)}),
+        "constant_data": _constant_data(data, n_cov),
+    }
+    stats = idata.sample_stats
+    new = idata.__class__(posterior=post, sample_stats=stats)
+    new.add_groups(groups)
+    return new
+
+
+def _relabel(post: xr.Dataset, data: FitData) -> xr.Dataset:
+    n_cov = len(data.covariate_names)
+    if "covariate" in post.dims:
+        post = post.assign_coords(covariate=data.slot_names).isel(covariate=slice(0, n_cov))
+        if n_cov == 0:
+            post = post.drop_dims("covariate")
+    post = post.assign_coords(interval=interval_labels(data.cuts))
+    if "interval_step" in post.dims:
+        post = post.assign_coords(interval_step=interval_labels(data.cuts)[1:])
+    if data.cause_names and "cause" in post.dims:
+        post = post.assign_coords(cause=list(data.cause_names))
+    return post
+
+
+def _constant_data(data: FitData, n_cov: int) -> xr.Dataset:
+    cells = data.cells()
+    grid = ("interval", "cell_pattern")
+    ds = xr.Dataset(
+        {
+            "time": (("patient",), data.time),
+            "cut_points": (("interval",), data.cuts),
+            "exposure": (grid, cells.exposure),
+        },
+        coords={
+            "patient": np.arange(data.n),
+            "interval": interval_labels(data.cuts),
+            "cell_pattern": np.arange(cells.n_patterns),
+        },
+    )
+    ds["exposure"].attrs["meaning"] = "months at risk per interval and covariate pattern"
+    if n_cov:
+        ds["x"] = (("patient", "covariate"), data.x)
+        ds["pattern_x"] = (("cell_pattern", "covariate"), cells.x[:, :n_cov])
+        ds = ds.assign_coords(covariate=list(data.covariate_names))
+    if data.n_causes:
+        ds["events"] = ((*grid, "cause"), cells.events)
+        ds = ds.assign_coords(cause=list(data.cause_names))
+    else:
+        ds["events"] = (grid, cells.events)
+    return ds
+
+
+def sample_prior(kind: str, data: FitData, priors: Priors, seed: int) -> xr.Dataset:
+    """Draws from the prior with the same derived quantities (prior predictive check)."""
+    import pymc as pm
+
+    kind_obj = KINDS[kind]
+    model = kind_obj.build(data, priors)
+    names = stored_names(model)
+    with warnings.catch_warnings():
+        # the model's only Potential is the likelihood, which the prior must indeed ignore
+        warnings.filterwarnings("ignore", message=".*Potentials.*prior predictive.*")
+        logging.getLogger("pymc").setLevel(logging.WARNING)  # no "Sampling: [...]" line
+        prior = pm.sample_prior_predictive(
+            draws=PRIOR_DRAWS, model=model, random_seed=seed, var_names=names
+        ).prior
+    prior = _relabel(prior[names], data)
+    return xr.merge([prior, kind_obj.derived(prior, data)])
+
+
+def _set_attrs(
+    idata: Any,
+    data: FitData,
+    priors: Priors,
+    settings: SamplerSettings,
+    kind: str,
+    extra: dict[str, Any],
+) -> None:
+    attrs: dict[str, Any] = {
+        "model_kind": kind,
+        "model_description": _describe(kind, data),
+        "covariates": ",".join(data.covariate_names) or "(none)",
+        "n": data.n,
+        "n_dropped_missing_covariate": data.n_dropped,
+        "events": int(np.sum(data.event > 0)),
+        "cut_points_months": data.cuts.tolist(),
+        "curve_times_months": data.curve_times.tolist(),
+        "rmst_horizon_months": RMST_HORIZON,
+        "median_cap_months": MEDIAN_CAP,
+        "log_crude_rate_per_month": data.log_rate_center(),
+        "priors": priors.describe(),
+        **priors.as_attrs(),
+        "sampler": settings.sampler,
+        "draws": settings.draws,
+        "tune": settings.tune,
+        "chains": settings.chains,
+        "seed": settings.seed,
+        "target_accept": settings.target_accept,
+        **{f"version_{p}": _version(p) for p in PACKAGES},
+        "python": sys.version.split()[0],
+    }
+    if data.cause_names:
+        attrs["causes"] = ",".join(f"{k + 1}={c}" for k, c in enumerate(data.cause_names))
+        attrs["events_per_cause"] = [int(np.sum(data.event == k + 1)) for k in range(data.n_causes)]
+    attrs.update({k: v for k, v in extra.items() if v is not None})
+    for group in ("posterior", "sample_stats", "log_likelihood"):
+        getattr(idata, group).attrs.update(_netcdf_safe(attrs))
+
+
+def _describe(kind: str, data: FitData) -> str:
+    cov = " + ".join(data.covariate_names) or "1"
+    if kind == "pem":
+        return (
+            f"piecewise-exponential: log h(t | x) = log h0[interval] + x . beta; x = {cov}; "
+            "Poisson likelihood on collapsed counts with log-exposure offset"
+        )
+    return f"cause-specific piecewise-exponential hazards; x = {cov}"
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except Exception:
+        return "unknown"
+
+
+def _netcdf_safe(attrs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in attrs.items():
+        if isinstance(v, bool | np.bool_):
+            out[k] = int(v)
+        elif isinstance(v, list | tuple):
+            out[k] = [float(x) if isinstance(x, float) else x for x in v]
+        elif isinstance(v, str | int | float | np.integer | np.floating):
+            out[k] = v
+        else:
+            out[k] = str(v)
+    return out
+
+
+def save_idata(idata: Any, path: Path) -> Path:
+    """Write InferenceData to NetCDF atomically."""
+    with atomic_path(path) as tmp:
+        idata.to_netcdf(str(tmp), engine="h5netcdf", compress=False)
+    return Path(path)

@@ -1,0 +1,182 @@
+"""Model kinds: how each model family is built, fed, summarised and scored.
+
+A kind turns a :class:`~analysis.inference.data.FitData` into a PyMC model (``build``), into the
+arrays that the compiled model takes (``data_dict``, for refits on new data of the same
+structure), and turns posterior (or prior) draws into derived quantities (``derived``) and a
+per-patient log-likelihood (``loglik``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from analysis.inference.data import FitData
+from models.priors import Priors
+from models.survival_data import binary_patterns
+
+RMST_HORIZON = 60.0
+MEDIAN_CAP = 120.0
+"""Median survival is reported capped at 10 years (beyond, the data say little)."""
+
+# --------------------------------------------------------------------------- model kinds
+
+
+class PemKind:
+    """The piecewise-exponential model of one event type (models/pem.py)."""
+
+    name = "pem"
+
+    def build(self, data: FitData, priors: Priors) -> Any:
+        from models.pem import build_pem
+
+        return build_pem(
+            data.cells(),
+            cuts=data.cuts,
+            covariate_names=data.slot_names,
+            log_rate_center=data.log_rate_center(),
+            priors=priors,
+        )
+
+    def data_dict(self, data: FitData) -> dict[str, np.ndarray]:
+        from models.pem import pem_data
+
+        return pem_data(data.cells(), data.log_rate_center())
+
+    def derived(self, post: xr.Dataset, data: FitData) -> xr.Dataset:
+        """Survival curves, RMST at 60 months and capped median per covariate pattern."""
+        from models.pem import linear_predictor, median_survival, rmst, survival_curves
+
+        log_h0 = post["log_h0"].values
+        beta = post["beta"].values if "beta" in post else None
+        profiles, labels = curve_profiles(data)
+        curves = survival_curves(log_h0, beta, profiles, data.cuts, data.curve_times)
+        log_h = log_h0[..., None, :] + linear_predictor(beta, profiles)[..., :, None]
+        dims = ("chain", "draw")
+        coords = {"pattern": labels, "time": data.curve_times}
+        return xr.Dataset(
+            {
+                "survival": ((*dims, "pattern", "time"), curves),
+                "rmst_60": ((*dims, "pattern"), rmst(log_h, data.cuts, RMST_HORIZON)),
+                "median_survival_capped": (
+                    (*dims, "pattern"),
+                    median_survival(log_h, data.cuts, MEDIAN_CAP),
+                ),
+            },
+            coords=coords,
+        )
+
+    def loglik(self, post: xr.Dataset, data: FitData) -> np.ndarray:
+        from models.pem import pointwise_loglik
+
+        beta = post["beta"].values if "beta" in post else None
+        pp = data.person_period(padded=False)
+        return pointwise_loglik(post["log_h0"].values, beta, pp, data.n)
+
+    def observed(self, data: FitData) -> dict[str, Any]:
+        return {"event": (("patient",), (data.event > 0).astype(int))}
+
+
+class CompetingKind:
+    """Cause-specific PEMs of competing first events (models/competing.py)."""
+
+    name = "competing"
+    death_cause = "death_without_recurrence"
+
+    def _centers(self, data: FitData) -> np.ndarray:
+        from models.competing import cause_log_rates
+
+        return cause_log_rates(data.time, data.event, len(data.cause_names))
+
+    def build(self, data: FitData, priors: Priors) -> Any:
+        from models.competing import build_competing
+
+        return build_competing(
+            data.cells(),
+            cuts=data.cuts,
+            covariate_names=data.slot_names,
+            cause_names=data.cause_names,
+            log_rate_center=self._centers(data),
+            priors=priors,
+        )
+
+    def data_dict(self, data: FitData) -> dict[str, np.ndarray]:
+        from models.competing import competing_data
+
+        return competing_data(data.cells(), self._centers(data))
+
+    def recurrence_causes(self, data: FitData) -> list[int]:
+        """Indices of the causes that are recurrences (all but death without recurrence)."""
+        return [k for k, c in enumerate(data.cause_names) if c != self.death_cause]
+
+    def derived(self, post: xr.Dataset, data: FitData) -> xr.Dataset:
+        """Standardised CIF per cause on the month grid, at 2 and 5 years, and net RFS."""
+        from models.competing import standardized_cif, standardized_net_survival
+
+        log_h0 = post["log_h0"].transpose(..., "cause", "interval").values
+        beta = None
+        if "beta" in post:
+            beta = post["beta"].transpose(..., "covariate", "cause").values
+        x = data.x
+        times = data.curve_times
+        cif = standardized_cif(log_h0, beta, x, data.cuts, times)
+        at = standardized_cif(log_h0, beta, x, data.cuts, np.array([24.0, 60.0]))
+        rec = self.recurrence_causes(data)
+        rfs = standardized_net_survival(log_h0, beta, x, data.cuts, times, rec)
+        dims = ("chain", "draw")
+        ds = xr.Dataset(
+            {
+                "cif": ((*dims, "cause", "time"), cif),
+                "cif_at": ((*dims, "cause", "horizon"), at),
+                "recurrence_free_survival": ((*dims, "time"), rfs),
+            },
+            coords={"cause": list(data.cause_names), "time": times, "horizon": [24.0, 60.0]},
+        )
+        ds["cif"].attrs["meaning"] = "cumulative incidence, averaged over the patients' covariates"
+        ds["recurrence_free_survival"].attrs["causes_counted"] = ",".join(
+            data.cause_names[k] for k in rec
+        )
+        return ds
+
+    def loglik(self, post: xr.Dataset, data: FitData) -> np.ndarray:
+        from models.competing import pointwise_loglik
+
+        log_h0 = post["log_h0"].transpose(..., "cause", "interval").values
+        beta = None
+        if "beta" in post:
+            beta = post["beta"].transpose(..., "covariate", "cause").values
+        return pointwise_loglik(log_h0, beta, data.person_period(padded=False), data.n)
+
+    def observed(self, data: FitData) -> dict[str, Any]:
+        return {"event": (("patient",), data.event.astype(int))}
+
+
+KINDS: dict[str, Any] = {"pem": PemKind(), "competing": CompetingKind()}
+
+
+def stored_names(model: Any) -> list[str]:
+    """Variables kept in the posterior: the free parameters (on their own scale, not nutpie's
+    unconstrained ``*_log__``) and the model's deterministics."""
+    return [v.name for v in model.free_RVs] + [v.name for v in model.deterministics]
+
+
+def curve_profiles(data: FitData) -> tuple[np.ndarray, list[str]]:
+    """Covariate profiles for the curves: every 0/1 pattern of the covariates.
+
+    Non-binary covariates: the reference (all zero) and each covariate at its mean.
+    """
+    p = len(data.covariate_names)
+    if p == 0:
+        return np.zeros((1, 0)), ["all"]
+    if data.binary and p <= 4:
+        pats = binary_patterns(p)
+        labels = [
+            ", ".join(f"{n}={int(v)}" for n, v in zip(data.covariate_names, row, strict=True))
+            for row in pats
+        ]
+    else:
+        pats = np.vstack([np.zeros(p), data.x.mean(axis=0)])
+        labels = ["reference (all 0)", "covariate means"]
+    return pats, labels

@@ -1,0 +1,630 @@
+"""``vlms bench``: timings measured in one run on this machine -> ``reports/bench.{md,json}``.
+
+Every figure is the median over ``--repeats`` runs (the repeats are listed in the JSON):
+
+* per registry model: nutpie's compile seconds (per model structure, compiled afresh each
+  repeat), sampling seconds and ESS per second (smallest bulk ESS of the model's parameters
+  divided by sampling seconds), and PyMC's default NUTS on the same model, data, seed and
+  settings (``--pymc-models``: the Table 2 fits by default), with the ratio of ESS per second;
+* scaling: the PEM with two binary covariates on simulated cohorts
+  (``analysis.validation.simulate``) of
+  ``--sizes`` patients, fitted on collapsed counts (one compiled model, data swapped) and on
+  expanded person-period rows (up to ``--expanded-max`` patients), with time and peak memory;
+  lifelines' Cox model on the same data (up to ``--cox-max`` patients) as a reference;
+* ``make fit``: wall time warm (this checkout and venv; ``--make-fit-repeats``), and cold (a
+  fresh clone with a fresh venv) only with ``--cold``.
+
+Peak memory is the increase of the process's resident-set high-water mark (``VmHWM``, reset
+through ``/proc/self/clear_refs`` before each step) over the resident set at the start of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.core.atomic import write_json, write_text
+from analysis.core.errors import VlmsInputError
+
+SIZES = (1_000, 10_000, 100_000, 1_000_000)
+EXPANDED_MAX = 10_000
+COX_MAX = 1_000_000
+TABLE2 = ("dss_beta_catenin", "dss_igf1r", "rfs_beta_catenin", "rfs_igf1r")
+PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "arviz", "numpy", "lifelines", "dask")
+PARAMETERS = ("beta", "log_h0", "rw_sigma", "cause_rw_sigma", "effect_rho")
+"""Model parameters whose smallest bulk ESS defines ESS per second."""
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Measured:
+    """Result of :func:`measure`: the value returned, seconds, and peak extra memory (MB)."""
+
+    value: Any
+    seconds: float
+    peak_mb: float | None
+    peak_rss_mb: float | None = None
+
+
+def measure(fn: Callable[[], Any]) -> Measured:
+    """Run ``fn`` once: wall seconds, the rise of the resident-set high-water mark over the
+    resident set at the start (a lower bound of the step's memory: memory the process already
+    holds and reuses is not counted), and the high-water mark itself (process total)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        start_kb = _status_kb("VmRSS")
+    except OSError:
+        start_kb = None
+    t0 = time.perf_counter()
+    value = fn()
+    seconds = time.perf_counter() - t0
+    peak_kb = _status_kb("VmHWM")
+    peak = None if start_kb is None or peak_kb is None else max(peak_kb - start_kb, 0) / 1024
+    return Measured(value, seconds, peak, None if peak_kb is None else peak_kb / 1024)
+
+
+def median(values: list[float]) -> float:
+    clean = [v for v in values if v is not None]
+    return float(np.median(clean)) if clean else float("nan")
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model, memory, OS and package versions."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = version(p)
+        except Exception:
+            versions[p] = "not installed"
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu": cpu,
+        "memory_gb": round(mem_kb / 1024**2, 1) if mem_kb else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "versions": versions,
+    }
+
+
+def min_bulk_ess(idata: Any) -> float:
+    """Smallest bulk ESS over the model parameters present in the posterior."""
+    from analysis.inference import diagnostics as diagnostics
+
+    names = [v for v in PARAMETERS if v in idata.posterior]
+    summary = diagnostics.summarize(idata, var_names=names)
+    return float(summary["ess_bulk"].min())
+
+
+# --------------------------------------------------------------------------- per model
+
+
+def bench_models(
+    df: Any, repeats: int, seed: int, pymc_models: set[str], log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Compile, sampling and ESS/s per registry model, nutpie and PyMC's default NUTS."""
+    from analysis.inference.engine import SamplerSettings, compile_structure, fit_model
+    from analysis.inference.registry import REGISTRY
+    from analysis.inference.spec_data import spec_data
+
+    rows = []
+    compiled_cache: dict[tuple, list[Any]] = {}
+    for spec in REGISTRY:
+        data = spec_data(spec, df)
+        key = (spec.builder, data.n_slots, len(data.cuts), data.n_causes, spec.priors)
+        if key not in compiled_cache:
+            log(f"  compiling the {spec.builder} structure ({data.n_slots} slots) x{repeats}")
+            compiled_cache[key] = [
+                compile_structure(spec.builder, data, spec.priors, "nutpie") for _ in range(repeats)
+            ]
+        compiled = compiled_cache[key]
+        row: dict[str, Any] = {
+            "model": spec.name,
+            "n": data.n,
+            "events": int(np.sum(data.event > 0)),
+            "structure": f"{spec.builder}/{data.n_slots} slots",
+            "nutpie_compile_s": [c.compile_seconds for c in compiled],
+        }
+        for sampler in ("nutpie", "pymc"):
+            if sampler == "pymc" and spec.name not in pymc_models:
+                continue
+            settings = SamplerSettings(sampler=sampler, seed=seed)
+            secs, ess = [], []
+            for r in range(repeats):
+                result, _ = fit_model(
+                    data,
+                    kind=spec.builder,
+                    priors=spec.priors,
+                    settings=settings,
+                    compiled=compiled[r] if sampler == "nutpie" else None,
+                )
+                secs.append(result.sampling_seconds)
+                ess.append(min_bulk_ess(result.idata))
+            row[f"{sampler}_sampling_s"] = secs
+            row[f"{sampler}_min_ess_bulk"] = ess
+            row[f"{sampler}_ess_per_s"] = [e / s for e, s in zip(ess, secs, strict=True)]
+        summary = _model_medians(row)
+        rows.append({**row, **summary})
+        log(
+            f"  {spec.name}: nutpie compile {summary['nutpie_compile_s_median']:.1f} s, sampling "
+            f"{summary['nutpie_sampling_s_median']:.2f} s, "
+            f"{summary['nutpie_ess_per_s_median']:.0f} ESS/s"
+            + (
+                f"; pymc {summary['pymc_sampling_s_median']:.1f} s, "
+                f"{summary['pymc_ess_per_s_median']:.0f} ESS/s, ratio {summary['ratio']:.1f}"
+                if "pymc_sampling_s" in row
+                else ""
+            )
+        )
+    return rows
+
+
+def _model_medians(row: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key in list(row):
+        if isinstance(row[key], list):
+            out[f"{key}_median"] = median(row[key])
+    if "pymc_ess_per_s_median" in out:
+        out["ratio"] = out["nutpie_ess_per_s_median"] / out["pymc_ess_per_s_median"]
+    return out
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def bench_scaling(
+    sizes: list[int],
+    repeats: int,
+    seed: int,
+    expanded_max: int,
+    cox_max: int,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Collapsed vs expanded PEM and lifelines' Cox on simulated cohorts of each size."""
+    import nutpie
+
+    from analysis.inference.engine import SamplerSettings
+    from models.priors import Priors
+    from models.survival_data import DEFAULT_CUTS
+
+    cuts = np.asarray(DEFAULT_CUTS)
+    settings = SamplerSettings(seed=seed)
+    priors = Priors()
+    rows: list[dict[str, Any]] = []
+    compiled = None
+    for n in sizes:
+        row, compiled = _scale_one(n, seed, cuts, priors, settings, compiled, repeats, nutpie)
+        cohort = row.pop("_cohort")
+        log(f"  n={n}: collapsed sampling {row['collapsed_sampling_s_median']:.2f} s")
+        if n <= expanded_max:
+            row.update(_expanded_runs(nutpie, cohort, cuts, priors, settings, repeats))
+            log(f"  n={n}: expanded sampling {row['expanded_sampling_s_median']:.1f} s")
+        else:
+            row["expanded_skipped"] = f"n > --expanded-max {expanded_max}"
+        if n <= cox_max:
+            cox = [measure(partial(_cox, cohort)) for _ in range(repeats)]
+            row["cox_s"] = [c.seconds for c in cox]
+            row["cox_s_median"] = median(row["cox_s"])
+            row["cox_peak_mb_median"] = median([c.peak_mb for c in cox])
+            row["cox_peak_rss_mb_median"] = median([c.peak_rss_mb for c in cox])
+            row["cox_log_hr"] = cox[0].value
+            log(f"  n={n}: lifelines Cox {row['cox_s_median']:.1f} s")
+        else:
+            row["cox_skipped"] = f"n > --cox-max {cox_max}"
+        rows.append(row)
+    return rows
+
+
+def _scale_one(
+    n: int,
+    seed: int,
+    cuts: np.ndarray,
+    priors: Any,
+    settings: Any,
+    compiled: Any,
+    repeats: int,
+    nutpie: Any,
+) -> tuple[dict[str, Any], Any]:
+    """Simulate ``n`` patients, collapse, and sample the collapsed PEM ``repeats`` times."""
+    from analysis.inference.engine import compile_structure
+    from analysis.validation.simulate import large_pem_cohort
+
+    cohort = large_pem_cohort(n, seed, cuts)
+    covs = {"x1": cohort.x[:, 0], "x2": cohort.x[:, 1]}
+    row: dict[str, Any] = {"n": n, "events": int(cohort.event.sum()), "_cohort": cohort}
+    prep = measure(partial(_collapsed, cohort, covs, cuts))
+    data, values = prep.value
+    row["collapsed_prepare_s"] = prep.seconds
+    row["collapsed_prepare_peak_mb"] = prep.peak_mb
+    row["collapsed_prepare_peak_rss_mb"] = prep.peak_rss_mb
+    if compiled is None:
+        c = measure(partial(compile_structure, "pem", data, priors, "nutpie"))
+        compiled = c.value
+        row["collapsed_compile_s"] = c.seconds
+    model = compiled.nutpie_model.with_data(**values)
+    runs = [measure(partial(_nutpie, nutpie, model, settings)) for _ in range(repeats)]
+    row["collapsed_sampling_s"] = [r.seconds for r in runs]
+    row["collapsed_sampling_s_median"] = median(row["collapsed_sampling_s"])
+    row["collapsed_sampling_peak_mb_median"] = median([r.peak_mb for r in runs])
+    row["collapsed_sampling_peak_rss_mb_median"] = median([r.peak_rss_mb for r in runs])
+    row["collapsed_min_ess_bulk_median"] = median([min_bulk_ess(r.value) for r in runs])
+    post = runs[0].value.posterior
+    row["collapsed_posterior_mean_beta"] = [
+        float(v) for v in post["beta"].mean(("chain", "draw")).values
+    ]
+    return row, compiled
+
+
+def _expanded_runs(
+    nutpie: Any, cohort: Any, cuts: np.ndarray, priors: Any, settings: Any, repeats: int
+) -> dict[str, Any]:
+    """The expanded-rows PEM: compiled once, sampled ``repeats`` times."""
+    first = measure(partial(_expanded, nutpie, cohort, cuts, priors, settings))
+    runs = [first]
+    runs += [
+        measure(partial(_expanded, nutpie, cohort, cuts, priors, settings, first))
+        for _ in range(repeats - 1)
+    ]
+    sampling = [r.value["sampling_s"] for r in runs]
+    return {
+        "expanded_rows": first.value["rows"],
+        "expanded_compile_s": first.value["compile_s"],
+        "expanded_sampling_s": sampling,
+        "expanded_sampling_s_median": median(sampling),
+        "expanded_peak_mb_median": median([r.peak_mb for r in runs]),
+        "expanded_peak_rss_mb_median": median([r.peak_rss_mb for r in runs]),
+        "expanded_min_ess_bulk_median": median([r.value["ess"] for r in runs]),
+    }
+
+
+def _collapsed(cohort: Any, covs: dict[str, np.ndarray], cuts: np.ndarray) -> tuple[Any, dict]:
+    from analysis.inference.data import make_fit_data
+    from models.pem import pem_data
+
+    data = make_fit_data(cohort.time, cohort.event, covs, cuts=cuts, slots=2)
+    return data, pem_data(data.cells(), data.log_rate_center())
+
+
+def _nutpie(nutpie: Any, model: Any, settings: Any) -> Any:
+    from analysis.inference.engine import nutpie_sample
+
+    return nutpie_sample(model, settings)
+
+
+def _expanded(
+    nutpie: Any, cohort: Any, cuts: np.ndarray, priors: Any, settings: Any, first: Any = None
+) -> dict[str, Any]:
+    """PEM on person-period rows (compiled once per size; repeats reuse it)."""
+    from models.pem import build_pem
+    from models.survival_data import crude_rate, expand, rows_as_cells
+
+    if first is None:
+        pp = expand(cohort.time, cohort.event, cohort.x, cuts)
+        cells = rows_as_cells(pp, len(cuts))
+        model = build_pem(
+            cells,
+            cuts=cuts,
+            covariate_names=["x1", "x2"],
+            log_rate_center=float(np.log(crude_rate(cohort.time, cohort.event))),
+            priors=priors,
+        )
+        t0 = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(model)
+        compile_s = time.perf_counter() - t0
+        rows = int(pp.exposure.size)
+    else:
+        compiled, compile_s = first.value["compiled"], first.value["compile_s"]
+        rows = first.value["rows"]
+    t0 = time.perf_counter()
+    idata = _nutpie(nutpie, compiled, settings)
+    sampling = time.perf_counter() - t0
+    return {
+        "compiled": compiled,
+        "compile_s": compile_s,
+        "rows": rows,
+        "sampling_s": sampling,
+        "ess": min_bulk_ess(idata),
+    }
+
+
+def _cox(cohort: Any) -> list[float]:
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    df = pd.DataFrame(
+        {"t": cohort.time, "e": cohort.event, "x1": cohort.x[:, 0], "x2": cohort.x[:, 1]}
+    )
+    cph = CoxPHFitter().fit(df, duration_col="t", event_col="e")
+    return [float(v) for v in cph.params_.values]
+
+
+# --------------------------------------------------------------------------- make fit
+
+
+def bench_make_fit(root: Path, repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Wall time of ``make fit`` in this checkout (warm: venv and caches in place)."""
+    times, codes, tails = [], [], []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        proc = subprocess.run(["make", "fit"], cwd=root, capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        codes.append(proc.returncode)
+        tails.append(_tail(proc.stdout + proc.stderr) if proc.returncode else "")
+        log(f"  make fit (warm) #{i + 1}: {times[-1]:.1f} s, exit {proc.returncode}")
+    return {
+        "warm_s": times,
+        "warm_s_median": median(times),
+        "exit_codes": codes,
+        "failure_tail": tails,
+    }
+
+
+def _tail(text: str, n: int = 4) -> str:
+    """The last lines of a failed run's output (which step failed), for the report."""
+    lines = [line for line in text.splitlines() if line.strip() and "warn" not in line.lower()]
+    return " | ".join(lines[-n:])[-600:]
+
+
+def bench_cold(root: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """``make fit`` in a fresh clone with a fresh venv (creating the venv included)."""
+    folder = Path(tempfile.mkdtemp(prefix="vlms-cold-"))
+    try:
+        subprocess.run(["git", "clone", "--quiet", str(root), str(folder / "repo")], check=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(["make", "fit"], cwd=folder / "repo", capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        log(f"  make fit (cold, fresh clone and venv): {seconds:.1f} s, exit {proc.returncode}")
+        return {"cold_s": seconds, "exit_code": proc.returncode}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _f(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The benchmark report."""
+    m = doc["machine"]
+    v = m["versions"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {doc['date']} in one run of `vlms bench` (seed {doc['seed']}); each figure is "
+        f"the median of {doc['repeats']} repeats. Machine: {m['cpu']}, {m['cores']} cores, "
+        f"{m['memory_gb']} GB; load average at start {m['load_average_at_start']} (other work "
+        f"on the machine slows every figure). Python {m['python']}, "
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + ".",
+        "",
+    ]
+    if doc.get("models"):
+        lines += [
+            "## Per model (registry fits, 4 chains x 1000 draws after 1000 tuning)",
+            "",
+            "ESS/s: smallest bulk ESS over the model's parameters / sampling seconds. PyMC: its "
+            "default NUTS (`pm.sample`), same model, data, seed, target_accept; its sampling "
+            "seconds include PyMC's own function compilation (C backend, cached on disk).",
+            "",
+            "| model | n | events | nutpie compile s | nutpie sampling s | nutpie ESS/s "
+            "| PyMC sampling s | PyMC ESS/s | nutpie / PyMC ESS/s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in doc["models"]:
+            lines.append(
+                f"| {r['model']} | {r['n']} | {r['events']} | {_f(r['nutpie_compile_s_median'], 1)}"
+                f" | {_f(r['nutpie_sampling_s_median'])} | {_f(r['nutpie_ess_per_s_median'], 0)} "
+                f"| {_f(r.get('pymc_sampling_s_median'))} | {_f(r.get('pymc_ess_per_s_median'), 0)}"
+                f" | {_f(r.get('ratio'), 1)} |"
+            )
+        ratios = [r["ratio"] for r in doc["models"] if r["model"] in TABLE2 and "ratio" in r]
+        if ratios:
+            lines += [
+                "",
+                f"Table 2 models: nutpie / PyMC ESS per second, median "
+                f"{np.median(ratios):.1f} (range {min(ratios):.1f}-{max(ratios):.1f}); "
+                f"aim >= 5: {'reached' if min(ratios) >= 5 else 'not reached'}.",
+            ]
+        lines.append("")
+    if doc.get("scaling"):
+        lines += [
+            "## Scaling: PEM with 2 binary covariates on simulated cohorts",
+            "",
+            "Collapsed: events and exposure per interval x covariate pattern (32 cells whatever "
+            "n; one compiled model, data swapped). Expanded: one Poisson row per patient and "
+            "interval at risk (compiled per size). Peak MB: rise of the resident-set high-water "
+            "mark during the step over the resident set before it; a lower bound, since memory "
+            "the process already holds is reused (`bench.json` also has the process's total "
+            "peak, `*_peak_rss_mb`). Cox: lifelines `CoxPHFitter` (Efron ties) on the same data.",
+            "",
+            "| patients | events | collapse s | collapse peak MB | collapsed sampling s "
+            "| collapsed ESS/s | expanded rows | expanded compile s | expanded sampling s "
+            "| expanded peak MB | Cox s | Cox peak MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in doc["scaling"]:
+            ess_s = r["collapsed_min_ess_bulk_median"] / r["collapsed_sampling_s_median"]
+            lines.append(
+                f"| {r['n']:,} | {r['events']:,} | {_f(r['collapsed_prepare_s'])} | "
+                f"{_f(r['collapsed_prepare_peak_mb'], 0)} | {_f(r['collapsed_sampling_s_median'])}"
+                f" | {_f(ess_s, 0)} | {r.get('expanded_rows', 'skipped')} | "
+                f"{_f(r.get('expanded_compile_s'), 1)} | {_f(r.get('expanded_sampling_s_median'))}"
+                f" | {_f(r.get('expanded_peak_mb_median'), 0)} | {_f(r.get('cox_s_median'))} | "
+                f"{_f(r.get('cox_peak_mb_median'), 0)} |"
+            )
+        big = [r for r in doc["scaling"] if r["n"] >= 1_000_000]
+        if big:
+            s = big[0]["collapsed_sampling_s_median"]
+            verdict = "reached" if s < 30 else "not reached"
+            lines += [
+                "",
+                f"Collapsed PEM on {big[0]['n']:,} patients: {s:.1f} s of sampling after "
+                f"compilation (aim < 30 s: {verdict}).",
+            ]
+        skipped = [
+            f"{r['n']:,}: {r['expanded_skipped']}"
+            for r in doc["scaling"]
+            if "expanded_skipped" in r
+        ]
+        if skipped:
+            lines += [
+                "",
+                "Expanded runs skipped (would not fit the time budget): "
+                + "; ".join(skipped)
+                + ".",
+            ]
+        lines.append("")
+    mf = doc.get("make_fit") or {}
+    lines += ["## `make fit` wall time", ""]
+    if "warm_s_median" in mf:
+        lines.append(
+            f"Warm (this checkout, venv and caches in place): {mf['warm_s_median']:.1f} s "
+            f"(runs: {', '.join(f'{t:.1f}' for t in mf['warm_s'])}; exit codes "
+            f"{mf['exit_codes']}); aim < 90 s: "
+            f"{'reached' if mf['warm_s_median'] < 90 else 'not reached'}."
+        )
+        failed = [t for t in mf.get("failure_tail", []) if t]
+        if failed:
+            lines.append(f"A run failed; its last lines: `{failed[0]}`")
+    else:
+        lines.append("Warm: not measured in this run (`--parts` without make_fit).")
+    if "cold_s" in mf:
+        lines.append(
+            f"Cold (fresh clone, fresh venv): {mf['cold_s']:.1f} s (exit {mf['exit_code']})."
+        )
+    else:
+        lines.append(
+            "Cold: not measured in this run; measure with `vlms bench --cold` (clones the "
+            "repository to a temporary folder and runs `make fit` there, creating the venv)."
+        )
+    lines += ["", f"Bench wall time: {doc['wall_seconds']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command
+
+
+def _sizes(text: str | None) -> list[int]:
+    if not text:
+        return list(SIZES)
+    try:
+        sizes = [int(float(t)) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise VlmsInputError("--sizes: expected comma-separated patient counts") from None
+    if any(s < 10 for s in sizes):
+        raise VlmsInputError("--sizes: each size must be at least 10")
+    return sizes
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Handler of ``vlms bench``."""
+    log = _stderr
+    repeats = int(args.repeats)
+    if repeats < 1:
+        raise VlmsInputError("--repeats must be at least 1")
+    parts = set(getattr(args, "parts", None) or ["models", "scaling", "make_fit"])
+    sizes = _sizes(getattr(args, "sizes", None))
+    cohort_path = Path(getattr(args, "cohort", "data/cohort.csv"))
+    root = Path(__file__).resolve().parents[1]
+    t0 = time.perf_counter()
+    doc: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seed": args.seed,
+        "repeats": repeats,
+        "machine": machine_info(),
+    }
+    if "models" in parts:
+        from analysis.cohort import load_cohort
+
+        df = load_cohort(cohort_path)
+        which = getattr(args, "pymc_models", "table2")
+        pymc_models = set(TABLE2) if which == "table2" else (set() if which == "none" else None)
+        if pymc_models is None:
+            from analysis.inference.registry import REGISTRY
+
+            pymc_models = {s.name for s in REGISTRY}
+        log(f"vlms bench: per-model timings on {cohort_path}")
+        doc["models"] = bench_models(df, repeats, args.seed, pymc_models, log)
+    if "scaling" in parts:
+        log(f"vlms bench: scaling on {', '.join(f'{s:,}' for s in sizes)} patients")
+        doc["scaling"] = bench_scaling(
+            sizes,
+            repeats,
+            args.seed,
+            int(getattr(args, "expanded_max", EXPANDED_MAX)),
+            int(getattr(args, "cox_max", COX_MAX)),
+            log,
+        )
+    doc["make_fit"] = {}
+    if "make_fit" in parts:
+        log("vlms bench: make fit (warm)")
+        doc["make_fit"] = bench_make_fit(root, int(getattr(args, "make_fit_repeats", 1)), log)
+    if getattr(args, "cold", False):
+        doc["make_fit"].update(bench_cold(root, log))
+    doc["wall_seconds"] = time.perf_counter() - t0
+    out = Path(args.out_dir)
+    write_json(out / "bench.json", _jsonable(doc))
+    write_text(out / "bench.md", markdown(doc))
+    log(f"vlms bench: wrote {out / 'bench.md'} and {out / 'bench.json'}")
+    return 0
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items() if k != "compiled"}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

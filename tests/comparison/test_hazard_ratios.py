@@ -1,0 +1,270 @@
+"""vlms compare: summary-level posterior, the HR table, the sensitivity model, LOO, figures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from analysis.comparison import hazard_ratios as compare
+from analysis.inference.summary_posterior import (
+    conjugate_normal,
+    quadrature,
+    se_from_ci,
+    summary_posterior,
+)
+from analysis.paper.published import load_published
+from tests.compare_report_helpers import as_idata, fake_posterior, write_fit
+
+PUBLISHED = Path(__file__).resolve().parents[2] / "data" / "published.toml"
+
+
+# --------------------------------------------------------------------------- summary-level
+
+
+def test_se_from_ci_inverts_a_wald_interval() -> None:
+    se = 0.4
+    lo, hi = math.exp(1.0 - 1.959964 * se), math.exp(1.0 + 1.959964 * se)
+    assert se_from_ci(lo, hi) == pytest.approx(se, rel=1e-6)
+    with pytest.raises(ValueError):
+        se_from_ci(2.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("hr", "lo", "hi", "sd"), [(5.33, 0.97, 29.3, 1.0), (0.43, 0.19, 1.01, 2.5)]
+)
+def test_quadrature_equals_conjugate_for_a_normal_prior(hr, lo, hi, sd) -> None:
+    se = se_from_ci(lo, hi)
+    exact = conjugate_normal(math.log(hr), se, sd)
+    numeric = quadrature(math.log(hr), se, "normal", sd)
+    for field in ("median_hr", "lower", "upper", "prob_gt_1", "mean_log_hr", "sd_log_hr"):
+        assert getattr(numeric, field) == pytest.approx(getattr(exact, field), rel=1e-4, abs=1e-6)
+
+
+def test_beta_catenin_dss_under_normal_0_1_by_hand() -> None:
+    # precision-weighted mean: (y / se^2) / (1 + 1 / se^2), y = log 5.33
+    se = (math.log(29.3) - math.log(0.97)) / (2 * 1.959964)
+    mean = (math.log(5.33) / se**2) / (1.0 + 1.0 / se**2)
+    sd = (1.0 + 1.0 / se**2) ** -0.5
+    s = summary_posterior(5.33, 0.97, 29.3)
+    assert s.median_hr == pytest.approx(math.exp(mean), rel=1e-7)
+    assert s.prob_gt_1 == pytest.approx(stats.norm.sf(0, mean, sd), rel=1e-7)
+    assert s.median_hr < 5.33 / 1.5  # the prior roughly halves this HR
+
+
+def test_a_vague_prior_gives_back_the_published_estimate() -> None:
+    s = summary_posterior(2.74, 1.14, 6.56, prior_sd=1e4)
+    assert s.median_hr == pytest.approx(2.74, rel=1e-6)
+    assert s.lower == pytest.approx(1.14, rel=0.02)
+    assert s.upper == pytest.approx(6.56, rel=0.02)
+    t = summary_posterior(2.74, 1.14, 6.56, family="student_t", prior_sd=1e3, prior_nu=3)
+    assert t.median_hr == pytest.approx(2.74, rel=1e-3)
+
+
+def test_student_t_quadrature_matches_scipy_quad() -> None:
+    y, se, sd, nu = math.log(5.33), se_from_ci(0.97, 29.3), 1.0, 3.0
+
+    def dens(b: float) -> float:
+        return stats.t.pdf(b, nu, 0, sd) * stats.norm.pdf(y, b, se)
+
+    total = integrate.quad(dens, -np.inf, np.inf)[0]
+    above = integrate.quad(dens, 0, np.inf)[0]
+    mean = integrate.quad(lambda b: b * dens(b), -np.inf, np.inf)[0] / total
+    s = quadrature(y, se, "student_t", sd, nu)
+    assert s.prob_gt_1 == pytest.approx(above / total, abs=1e-6)
+    assert s.mean_log_hr == pytest.approx(mean, abs=1e-5)
+
+
+def test_heavy_tails_shrink_a_large_hr_less() -> None:
+    normal = summary_posterior(5.33, 0.97, 29.3, prior_sd=1.0)
+    student = summary_posterior(5.33, 0.97, 29.3, family="student_t", prior_sd=1.0)
+    assert 1.0 < normal.median_hr < student.median_hr < 5.33
+
+
+# --------------------------------------------------------------------------- HR table
+
+
+def _fits() -> dict:
+    fits = {
+        "dss_beta_catenin": as_idata(fake_posterior(("beta_catenin",), {"beta_catenin": 0.7})),
+        "rfs_igf1r": as_idata(fake_posterior(("igf1r",), {"igf1r": math.log(2.74)}, seed=1)),
+    }
+    return fits
+
+
+def test_comparison_rows_combine_the_four_estimates() -> None:
+    published = load_published(PUBLISHED)
+    freq = {
+        "table2.dss.beta_catenin.hr": 4.0,
+        "table2.dss.beta_catenin.hr:lower": 1.2,
+        "table2.dss.beta_catenin.hr:upper": 13.0,
+        "table2.dss.beta_catenin.hr:p": 0.02,
+        "table2.dss.igf1r.hr": math.inf,
+    }
+    rows = {r["key"]: r for r in compare.comparison_rows(published, freq, _fits())}
+    assert len(rows) == len(compare.HR_TARGETS)
+    r = rows["table2.dss.beta_catenin.hr"]
+    assert r["published_hr"] == 5.33 and r["published_lower"] == 0.97
+    assert r["freq_hr"] == 4.0 and r["freq_p"] == 0.02
+    assert r["fit"] == "dss_beta_catenin"
+    assert r["posterior_median"] == pytest.approx(math.exp(0.7), rel=0.03)
+    assert r["posterior_lower"] == pytest.approx(math.exp(0.7 - 1.96 * 0.3), rel=0.05)
+    assert r["posterior_prob_gt_1"] == pytest.approx(stats.norm.sf(0, 0.7, 0.3), abs=0.02)
+    assert r["ratio_posterior_published"] == pytest.approx(r["posterior_median"] / 5.33)
+    assert r["published_inside_posterior_95"] == "no"  # 5.33 > exp(0.7 + 1.96 * 0.3) = 3.6
+    assert r["summary_median"] == pytest.approx(summary_posterior(5.33, 0.97, 29.3).median_hr)
+    assert rows["table2.rfs.igf1r.hr"]["published_inside_posterior_95"] == "yes"
+    assert rows["table2.dss.igf1r.hr"]["freq_note"].startswith("infinite")
+    adj = rows["text.hr.adjuvant_dss"]
+    assert adj["posterior_note"].startswith("not modelled")
+    assert math.isnan(adj["posterior_median"]) and adj["published_inside_posterior_95"] == ""
+    assert not math.isnan(adj["summary_median"])  # needs no fit
+
+
+def test_markdown_table_has_one_line_per_hr() -> None:
+    published = load_published(PUBLISHED)
+    rows = compare.comparison_rows(published, {}, _fits())
+    md = compare.comparison_markdown(rows, {"cohort": "x.csv", "n": 63})
+    table_lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table_lines) == 1 + len(compare.HR_TARGETS)
+    assert "SYNTHETIC" in md and "not modelled" in md
+
+
+def test_fit_priors_are_read_from_the_saved_attributes() -> None:
+    from models.priors import Priors
+
+    attrs = {"prior_effect_family": "student_t", "prior_effect_sd": 2.5, "prior_effect_nu": 4.0}
+    p = compare.priors_from_attrs(attrs, Priors())
+    assert (p.effect_family, p.effect_sd, p.effect_nu) == ("student_t", 2.5, 4.0)
+    assert compare.priors_from_attrs({}, Priors(effect_sd=0.5)).effect_sd == 0.5
+
+
+# --------------------------------------------------------------------------- sensitivity model
+
+
+@pytest.mark.parametrize("family", ["normal", "student_t"])
+def test_prior_as_data_has_the_registry_model_density(family, small_cohort_csv) -> None:
+    """Same posterior as build_pem: log densities differ by a constant (the Jacobian of
+    beta = sd * z and the prior's normalising constant), so differences between points agree."""
+    import dataclasses
+
+    from analysis import cohort as ch
+    from analysis.inference.registry import REGISTRY
+    from analysis.inference.spec_data import spec_data
+    from models.pem import build_pem
+    from models.priors import Priors, effect_prior_data
+
+    df = ch.load_cohort(small_cohort_csv)
+    spec = next(s for s in REGISTRY if s.name == "dss_igf1r")
+    data = spec_data(dataclasses.replace(spec, slots=None), df)
+    priors = Priors(effect_family=family, effect_sd=2.5, effect_nu=3.0)
+    kw = dict(
+        cuts=data.cuts,
+        covariate_names=["igf1r"],
+        log_rate_center=data.log_rate_center(),
+        priors=priors,
+    )
+    ref = build_pem(data.cells(), **kw)
+    # built with the other family, then switched by data: the prior is data, not structure
+    other = Priors(effect_family="normal" if family == "student_t" else "student_t", effect_sd=1)
+    sens = build_pem(data.cells(), **{**kw, "priors": other}, prior_as_data=True)
+    with sens:
+        import pymc as pm
+
+        pm.set_data(effect_prior_data(priors))
+    f_ref, f_sens = ref.compile_logp(), sens.compile_logp()
+    rng = np.random.default_rng(3)
+    diffs = []
+    for _ in range(3):
+        z = rng.normal(0, 1, 7)
+        base = {"log_h_level_z": 0.3 * z[0], "rw_sigma_log__": -1.0 + 0.2 * z[1]}
+        base["rw_z"] = rng.normal(0, 1, len(data.cuts) - 1)
+        beta = np.array([1.7 * z[2]])
+        diffs.append(
+            f_ref({**base, "beta": beta}) - f_sens({**base, "beta_z": beta / priors.effect_sd})
+        )
+    assert np.ptp(diffs) < 1e-7
+    if family == "normal":  # the constant: -log(sd) (Jacobian) - log(2 pi) / 2 (dropped)
+        assert diffs[0] == pytest.approx(-math.log(2.5) - 0.5 * math.log(2 * math.pi), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- LOO
+
+
+def test_loo_compares_saved_fits_and_flags_high_pareto_k(tmp_path: Path) -> None:
+    fits_dir = tmp_path / "fits"
+    rng = np.random.default_rng(5)
+    for name, covs in [
+        ("dss_beta_catenin", ("beta_catenin",)),
+        ("dss_igf1r", ("igf1r",)),
+        ("dss_beta_catenin_igf1r", ("beta_catenin", "igf1r")),
+    ]:
+        groups = fake_posterior(covs, dict.fromkeys(covs, 0.5), seed=len(name))
+        if name == "dss_igf1r":  # one patient whose likelihood varies wildly across draws
+            ll = groups["log_likelihood"]["events"].values.copy()
+            ll[..., 0] = rng.normal(-3.0, 4.0, ll.shape[:2])
+            groups["log_likelihood"]["events"].values[:] = ll
+        write_fit(fits_dir / f"{name}.nc", groups)
+    loo = compare.run_loo(fits_dir)
+    assert loo["missing"] == ["no biomarker"]
+    assert {r["model"] for r in loo["comparison"]} == {
+        "beta-catenin",
+        "IGF-1R",
+        "beta-catenin + IGF-1R",
+    }
+    pareto = {r["model"]: r for r in loo["pareto"]}
+    assert pareto["IGF-1R"]["n_k_over_0.7"] >= 1
+    assert pareto["beta-catenin"]["n_k_over_0.7"] == 0
+    text = compare.loo_markdown(loo)
+    assert "WARNING IGF-1R" in text and "NOT reliable" in text
+    assert "Not available (no saved registry fit): no biomarker" in text
+    assert loo["comparison"][0]["elpd_diff"] == 0.0
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_make_figures_from_a_cohort_and_fits(tmp_path: Path, small_cohort_csv) -> None:
+    from analysis import cohort as ch
+    from analysis.reporting.panels import make_figures
+
+    df = ch.load_cohort(small_cohort_csv)
+    written = make_figures(df, _fits(), tmp_path)
+    names = {p.name for p in written}
+    assert {"fig1_recurrence_dss.png", "fig2_biomarkers.png", "cif_first_recurrence.png"} <= names
+    assert "prior_posterior_log_hr.png" in names
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sensitivity_table_gets_summary_level_and_registry_columns() -> None:
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "model": ["dss_beta_catenin", "dss_beta_catenin"],
+            "covariate": ["beta_catenin", "beta_catenin"],
+            "prior": ["Normal(0, 2.5)", "Normal(0, 1)"],
+            "hr_median": [2.5, 2.0],
+            "hr_lower": [0.8, 0.7],
+            "hr_upper": [7.0, 5.0],
+            "prob_gt_1": [0.95, 0.93],
+            "max_rhat": [1.0, 1.0],
+            "min_ess_bulk": [900.0, 900.0],
+            "min_ess_tail": [800.0, 100.0],
+            "divergences": [0, 2],
+            "bar_met": [True, False],
+        }
+    )
+    out = compare.sensitivity_summary_level(load_published(PUBLISHED), table)
+    out = compare.registry_reference(out, _fits())
+    assert out["summary_median"].iloc[0] == pytest.approx(
+        summary_posterior(5.33, 0.97, 29.3, prior_sd=2.5).median_hr
+    )
+    assert math.isnan(out["registry_fit_hr_median"].iloc[0])  # not the registry's prior
+    assert out["registry_fit_hr_median"].iloc[1] == pytest.approx(math.exp(0.7), rel=0.03)
+    md = compare.sensitivity_markdown(out, {"compile_seconds": 1, "sampling_seconds": 2, "fits": 2})
+    assert "MISSED" in md and "2 divergences" in md
