@@ -86,7 +86,12 @@ class SimulationSettings:
 
 @dataclass(frozen=True)
 class McmcSettings:
-    """nutpie settings of the MCMC runs (they meet the bar on every case tried, untuned)."""
+    """nutpie settings of the MCMC runs, the same for every data set (no per-case tuning).
+
+    Measured: over 40 simulated studies (tau_true 0 to 1, 1 to 11 markers reported) and the six
+    Table 2 fits, 0 divergences, R-hat <= 1.008 and bulk ESS >= 1000; the weakest quantity is
+    ``tau``'s tail ESS (min 550; with target_accept 0.9 it fell to 472, hence 0.95).
+    """
 
     draws: int = 1000
     tune: int = 1000
