@@ -171,3 +171,27 @@ def test_death_at_the_illness_time_is_refused():
         aj.illness_death_rows(np.array([5.0]), np.array([0]), np.array([5.0]), np.array([1]))
     rows = aj.illness_death_rows(np.array([5.0]), np.array([0]), np.array([5.0]), np.array([0]))
     assert rows.stop.size == 1  # censored at the illness time: the empty stay is dropped
+
+
+def test_transition_cox_recovers_the_simulated_hazard_ratios():
+    truth = sim.vlms_like_truth()
+    paths = sim.simulate_paths(truth, 5000, seed=51)
+    rows = aj.transition_cox(
+        paths.ill_time,
+        paths.ill_mark,
+        paths.exit_time,
+        paths.death,
+        paths.x,
+        covariate_names=["size"],
+        mark_names=list(truth.marks),
+        n_deaths=2,
+        alpha=0.001,
+    )
+    assert len(rows) == 3 * 1 + 2 * 3  # size out of the event-free state; size + 2 types after
+    for row in rows:
+        true_hr = np.exp(truth.beta[row["transition"], row["covariate_index"]])
+        assert row["lower"] < true_hr < row["upper"], row
+    recurrence = next(r for r in rows if r["transition"] == 0)
+    assert recurrence["lower"] > 1.4  # truth 1.8
+    both = next(r for r in rows if r["transition"] == 3 and r["covariate_index"] == 2)
+    assert both["lower"] > 1.5  # truth 2.4 (local-and-distant vs local)
