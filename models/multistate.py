@@ -24,8 +24,12 @@ Design (the choices, and why):
   hazards out of ``ill`` on time since the illness (recurrence). Prognosis after a relapse is
   naturally a function of time since relapse, and the at-risk time after recurrence starts at
   the recurrence, which is what removes the immortal-time bias of comparing survival *from
-  surgery* between groups defined by a later event. Time from surgery to recurrence can enter as
-  a covariate of the later transitions if needed (not built in).
+  surgery* between groups defined by a later event. When the time of the illness matters too
+  (early recurrences are often more aggressive), ``IllnessDeath.entry_cuts`` groups the illness
+  times and gives each group but the first an indicator covariate of the transitions out of
+  ``ill``: still exact below, as the group is constant between breakpoints. On GBSG (breast
+  cancer) the semi-Markov model misses the Aalen-Johansen estimate at 24 months and the grouped
+  one does not (``analysis/validation/multistate_check.py``).
 * **Baselines.** Two blocks, one per clock, each the random-walk baseline of
   :func:`models.priors.log_baseline` (non-centred by default) with cause-specific levels centred
   on the crude rates, a shared shape and per-hazard deviations. A transition with few or no events
@@ -90,12 +94,19 @@ class IllnessDeath:
         Absorbing death states (causes of death).
     start_state, ill_state
         Names of the initial and the illness state.
+    entry_cuts
+        Boundaries (time since entry) of groups of illness time, e.g. ``(24.0,)``: early and
+        late recurrences. Each group but the first gets an indicator covariate of the
+        transitions out of ``ill`` (the hazard after the illness then depends on when it
+        happened as well as on the time since). Empty: no such dependence (semi-Markov).
+        Group ``g`` holds the illness times in ``(entry_cuts[g - 1], entry_cuts[g]]``.
     """
 
     marks: tuple[str, ...] = ("ill",)
     deaths: tuple[str, ...] = ("dead",)
     start_state: str = "event_free"
     ill_state: str = "ill"
+    entry_cuts: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.marks or not self.deaths:
@@ -103,6 +114,11 @@ class IllnessDeath:
         names = [self.start_state, self.ill_state, *self.deaths]
         if len(set(names)) != len(names) or len(set(self.marks)) != len(self.marks):
             raise ValueError("state and mark names must be unique")
+        cuts = np.asarray(self.entry_cuts, float)
+        if cuts.size and not (
+            np.all(np.isfinite(cuts)) and cuts[0] > 0 and np.all(np.diff(cuts) > 0)
+        ):
+            raise ValueError("entry_cuts must be positive and strictly increasing")
 
     @property
     def n_marks(self) -> int:
@@ -147,6 +163,32 @@ class IllnessDeath:
     def mark_covariates(self) -> list[str]:
         """Names of the type indicators (every mark but the reference)."""
         return [f"{self.ill_state}: {m}" for m in self.marks[1:]]
+
+    @property
+    def n_entry_groups(self) -> int:
+        return len(self.entry_cuts) + 1
+
+    @property
+    def entry_covariates(self) -> list[str]:
+        """Names of the illness-time group indicators (every group but the first)."""
+        if not self.entry_cuts:
+            return []
+        upper = [f"{c:g}]" for c in self.entry_cuts[1:]] + ["inf)"]
+        return [
+            f"{self.ill_state} at ({lo:g}, {hi}"
+            for lo, hi in zip(self.entry_cuts, upper, strict=True)
+        ]
+
+    @property
+    def ill_covariates(self) -> list[str]:
+        """Covariates known at the illness: type indicators, then illness-time groups."""
+        return self.mark_covariates + self.entry_covariates
+
+    def entry_group(self, ill_time: np.ndarray) -> np.ndarray:
+        """Illness-time group of each time (right-closed groups)."""
+        return np.searchsorted(
+            np.asarray(self.entry_cuts, float), np.asarray(ill_time, float), side="left"
+        )
 
     def occupation_states(self, by_mark: bool = True) -> list[str]:
         """State names in the order of :func:`state_occupation` (or of :func:`merge_marks`)."""
@@ -252,33 +294,49 @@ class TransitionCells:
     ``start``: intervals of time since entry x patterns, events ``(J0, m0, R + K)`` (hazards in
     the order of :attr:`IllnessDeath.start_hazards`). ``ill``: intervals of time since the
     illness x patterns, events ``(J1, m1, K)``. Both ``x`` have the full covariate width
-    ``p + R - 1`` (baseline covariates, then the type indicators, 0 in ``start``).
+    (baseline covariates, then the type and illness-time indicators, 0 in ``start``).
     """
 
     start: Cells
     ill: Cells
 
 
-def full_covariates(x: np.ndarray, mark: np.ndarray | int | None, n_marks: int) -> np.ndarray:
-    """Baseline covariates ``x`` (n, p) plus the type indicators of ``mark`` (``None``: zeros)."""
+def full_covariates(
+    x: np.ndarray,
+    structure: IllnessDeath,
+    mark: np.ndarray | int | None = None,
+    group: np.ndarray | int | None = None,
+) -> np.ndarray:
+    """Baseline covariates ``x`` (n, p), then the type indicators of ``mark`` and the indicators
+    of the illness-time ``group`` (zeros where ``None``: out of ``start``)."""
     x = np.atleast_2d(np.asarray(x, float))
-    dummies = np.zeros((x.shape[0], n_marks - 1))
-    if mark is not None:
-        m = np.broadcast_to(np.asarray(mark, int), (x.shape[0],))
-        for r in range(1, n_marks):
-            dummies[:, r - 1] = m == r
-    return np.hstack([x, dummies])
+    n = x.shape[0]
+    parts = [x]
+    for values, levels in ((mark, structure.n_marks), (group, structure.n_entry_groups)):
+        dummies = np.zeros((n, levels - 1))
+        if values is not None:
+            v = np.broadcast_to(np.asarray(values, int), (n,))
+            dummies = (v[:, None] == np.arange(1, levels)[None, :]).astype(float)
+        parts.append(dummies)
+    return np.hstack(parts)
 
 
 def binary_transition_patterns(n_baseline: int, structure: IllnessDeath) -> tuple[np.ndarray, ...]:
     """Fixed pattern grids for 0/1 baseline covariates: ``(start_patterns, ill_patterns)``.
 
-    Every 0/1 baseline pattern (with type indicators 0) for ``start``, every such pattern with
-    every mark for ``ill``; the cell shapes then depend only on the cuts and ``n_baseline``.
+    Every 0/1 baseline pattern (illness indicators 0) for ``start``, every such pattern with
+    every mark and illness-time group for ``ill``; the cell shapes then depend only on the cuts,
+    ``n_baseline`` and the structure.
     """
     base = binary_patterns(n_baseline)
-    start = full_covariates(base, None, structure.n_marks)
-    ill = np.vstack([full_covariates(base, r, structure.n_marks) for r in range(structure.n_marks)])
+    start = full_covariates(base, structure)
+    ill = np.vstack(
+        [
+            full_covariates(base, structure, r, g)
+            for g in range(structure.n_entry_groups)
+            for r in range(structure.n_marks)
+        ]
+    )
     return start, ill
 
 
@@ -305,13 +363,14 @@ def transition_cells(
     ill = paths.ill
     t0 = np.where(ill, np.where(ill, paths.ill_time, 0.0), paths.exit_time)
     code0 = np.where(ill, paths.ill_mark + 1, np.where(paths.death > 0, n_marks + paths.death, 0))
-    x0 = full_covariates(paths.x, None, n_marks)
+    x0 = full_covariates(paths.x, structure)
     start = collapse(
         expand(t0, code0, x0, c0), c0.size, patterns_start, n_causes=n_marks + n_deaths
     )
     sojourn = paths.sojourn
     stays = ill & (np.nan_to_num(sojourn) > 0)
-    x1 = full_covariates(paths.x, paths.ill_mark, n_marks)[stays]
+    group = structure.entry_group(np.where(ill, paths.ill_time, 0.0))
+    x1 = full_covariates(paths.x, structure, paths.ill_mark, group)[stays]
     pp1 = expand(sojourn[stays], paths.death[stays], x1, c1)
     return TransitionCells(start, collapse(pp1, c1.size, patterns_ill, n_causes=n_deaths))
 
@@ -344,11 +403,11 @@ def default_effect_mask(
     structure: IllnessDeath, n_baseline: int, events: Sequence[int] | None = None
 ) -> np.ndarray:
     """Which (transition, covariate) effects are free: baseline covariates on every transition,
-    type indicators on the transitions out of ``ill`` only. With ``events`` (per transition, as
-    in :func:`transition_counts`), a transition without events gets no effects (its HRs would
-    be the prior alone)."""
+    type and illness-time indicators on the transitions out of ``ill`` only. With ``events``
+    (per transition, as in :func:`transition_counts`), a transition without events gets no
+    effects (its HRs would be the prior alone)."""
     n_trans = len(structure.transitions)
-    mask = np.zeros((n_trans, n_baseline + structure.n_marks - 1), bool)
+    mask = np.zeros((n_trans, n_baseline + len(structure.ill_covariates)), bool)
     mask[:, :n_baseline] = True
     mask[structure.ill_transition, n_baseline:] = True
     if events is not None:
@@ -376,7 +435,7 @@ def multistate_coords(
 ) -> dict[str, list]:
     """Named dims of :func:`build_multistate`."""
     start_labels, ill_labels = interval_labels(cuts_start), interval_labels(cuts_ill)
-    covariates = [*covariate_names, *structure.mark_covariates]
+    covariates = [*covariate_names, *structure.ill_covariates]
     rows, cols = np.nonzero(effect_mask)
     return {
         "interval_start": start_labels,
@@ -432,7 +491,7 @@ def build_multistate(
     priors = priors or Priors()
     c0, c1 = check_cuts(cuts_start), check_cuts(cuts_ill)
     n_base = len(covariate_names)
-    width = n_base + structure.n_marks - 1
+    width = n_base + len(structure.ill_covariates)
     mask = default_effect_mask(structure, n_base) if effect_mask is None else effect_mask
     mask = np.asarray(mask, bool)
     expected = (len(structure.transitions), width)
@@ -545,23 +604,31 @@ def profile_log_hazards(
     Returns
     -------
     (start_log_h, ill_log_h)
-        (..., R + K, J0) and, per mark, (..., R, K, J1).
+        (..., R + K, J0) and, per illness-time group and mark, (..., G, R, K, J1).
     """
-    n_marks = structure.n_marks
-    x = np.asarray(x, float).reshape(-1)
-    # row 0: out of start (type indicators 0, mark -1); rows 1..R: out of ill with each mark
-    rows = full_covariates(np.tile(x, (n_marks + 1, 1)), np.arange(-1, n_marks), n_marks)
+    n_marks, n_groups = structure.n_marks, structure.n_entry_groups
+    x = np.asarray(x, float).reshape(1, -1)
+    group, mark = np.divmod(np.arange(n_groups * n_marks), n_marks)
+    rows = np.vstack(
+        [
+            full_covariates(x, structure),
+            full_covariates(np.repeat(x, group.size, 0), structure, mark, group),
+        ]
+    )  # row 0: out of start; then (group, mark) pairs out of ill
+    n_trans = len(structure.transitions)
     if beta is None or rows.shape[1] == 0:
-        lp = np.zeros((*start_log_h0.shape[:-2], n_marks + 1, len(structure.transitions)))
+        lp = np.zeros((*start_log_h0.shape[:-2], rows.shape[0], n_trans))
     else:
         lp = np.einsum("...tc,mc->...mt", beta, rows)  # (..., rows, transition)
     start = start_log_h0 + lp[..., 0, structure.start_transition][..., None]
-    ill = ill_log_h0[..., None, :, :] + lp[..., 1:, structure.ill_transition][..., None]
+    ill_lp = lp[..., 1:, structure.ill_transition].reshape(*lp.shape[:-2], n_groups, n_marks, -1)
+    ill = ill_log_h0[..., None, None, :, :] + ill_lp[..., None]
     return start, ill
 
 
 def cif_after_illness(ill_log_h: np.ndarray, cuts_ill: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Cumulative incidence of each death from the time of the illness, per mark: (..., R, K, T).
+    """Cumulative incidence of each death from the time of the illness: (..., G, R, K, T) for
+    ``ill_log_h`` (..., G, R, K, J1) (per illness-time group and mark).
 
     The other deaths compete; ``1 - CIF`` of the disease death is disease-specific survival
     from the illness (exact for piecewise-constant hazards).
@@ -575,28 +642,38 @@ def state_occupation(
     cuts_start: np.ndarray,
     cuts_ill: np.ndarray,
     times: np.ndarray,
+    entry_cuts: Sequence[float] = (),
 ) -> np.ndarray:
     """Probability of each state at ``times`` after entry, exact: shape (..., 1 + R + K, T).
 
-    States in the order ``start``, ``ill`` by mark (R), deaths (K)
+    ``start_log_h`` (..., R + K, J0) and ``ill_log_h`` (..., G, R, K, J1) as returned by
+    :func:`profile_log_hazards` (``G = len(entry_cuts) + 1`` illness-time groups). States in
+    the order ``start``, ``ill`` by mark (R), deaths (K)
     (:meth:`IllnessDeath.occupation_states`). With ``S0`` the survival in ``start``, ``h_{0r}``
-    the hazard of entering ``ill`` with mark ``r``, ``S1_r`` and ``F1_rk`` the survival and the
-    cumulative incidence of death ``k`` on the clock since the illness:
+    the hazard of entering ``ill`` with mark ``r``, ``S1`` and ``F1_k`` the survival and the
+    cumulative incidence of death ``k`` on the clock since the illness (for the mark and the
+    group of the illness time ``u``):
 
-    * ``P(ill, r; t) = int_0^t S0(u) h_{0r}(u) S1_r(t - u) du``
-    * ``P(death k; t) = CIF_0k(t) + sum_r int_0^t S0(u) h_{0r}(u) F1_rk(t - u) du``
+    * ``P(ill, r; t) = int_0^t S0(u) h_{0r}(u) S1_{r,g(u)}(t - u) du``
+    * ``P(death k; t) = CIF_0k(t) + sum_r int_0^t S0(u) h_{0r}(u) F1_{rk,g(u)}(t - u) du``
 
-    Between consecutive breakpoints (the cuts ``c0`` in ``u`` and ``t - c1``) both factors are
-    exponentials in ``u``, integrated in closed form (error: floating point only).
+    Between consecutive breakpoints (the cuts ``c0`` and ``entry_cuts`` in ``u``, and ``t - c1``)
+    both factors are exponentials in ``u``, integrated in closed form (error: floating point).
     """
     c0, c1 = check_cuts(cuts_start), check_cuts(cuts_ill)
+    groups = np.asarray(entry_cuts, float)
     times = np.asarray(times, float)
-    n_marks, n_deaths = ill_log_h.shape[-3], ill_log_h.shape[-2]
-    lead = np.broadcast_shapes(start_log_h.shape[:-2], ill_log_h.shape[:-3])
+    n_groups, n_marks, n_deaths = ill_log_h.shape[-4:-1]
+    if n_groups != groups.size + 1:
+        raise ValueError("ill_log_h needs one group per illness-time group (len(entry_cuts) + 1)")
+    lead = np.broadcast_shapes(start_log_h.shape[:-2], ill_log_h.shape[:-4])
     start_log_h = np.broadcast_to(start_log_h, (*lead, *start_log_h.shape[-2:]))
-    ill_log_h = np.broadcast_to(ill_log_h, (*lead, *ill_log_h.shape[-3:]))
-    h0, h1 = np.exp(start_log_h), np.exp(ill_log_h)
-    lam0, lam1 = h0.sum(axis=-2), h1.sum(axis=-2)  # (..., J0), (..., R, J1)
+    ill_log_h = np.broadcast_to(ill_log_h, (*lead, *ill_log_h.shape[-4:]))
+    h0 = np.exp(start_log_h)
+    lam0 = h0.sum(axis=-2)  # (..., J0)
+    # the illness-time group next to the interval (or time) axis, for picking per piece
+    h1 = np.moveaxis(np.exp(ill_log_h), -4, -2)  # (..., R, K, G, J1)
+    lam1 = h1.sum(axis=-3)  # (..., R, G, J1)
     cif0 = cif_curves(start_log_h, c0, times)  # (..., R + K, T)
     out = np.zeros((*lead, 1 + n_marks + n_deaths, times.size))
     out[..., 0, :] = np.exp(-(lam0 @ exposure_to(c0, times).T))
@@ -604,18 +681,19 @@ def state_occupation(
     for i, t in enumerate(times):
         if t <= 0:
             continue
-        u_a, u_b, j0, j1 = _pieces(c0, c1, float(t))
+        u_a, u_b, j0, j1, g = _pieces(c0, c1, groups, float(t))
+        piece = np.arange(u_a.size)
         length = u_b - u_a
         s_low = t - u_b  # time since the illness at the end of each piece
         s0_a = np.exp(-(lam0 @ exposure_to(c0, u_a).T))  # (..., P)
-        s1 = np.exp(-(lam1 @ exposure_to(c1, s_low).T))  # (..., R, P)
-        f1 = cif_curves(ill_log_h, c1, s_low)  # (..., R, K, P)
-        l0, l1 = lam0[..., j0], lam1[..., j1]
+        s1 = np.exp(-(lam1 @ exposure_to(c1, s_low).T))[..., g, piece]  # (..., R, P)
+        f1 = np.moveaxis(cif_curves(ill_log_h, c1, s_low), -4, -2)[..., g, piece]  # (..., R, K, P)
+        l0, l1 = lam0[..., j0], lam1[..., g, j1]
         entry = h0[..., :n_marks, :][..., j0] * s0_a[..., None, :]  # (..., R, P)
         both = _exp_convolution(l0[..., None, :], l1, length)  # (..., R, P)
         alone = length * _phi(l0 * length)  # (..., P)
         out[..., 1 : 1 + n_marks, i] = np.sum(entry * s1 * both, axis=-1)
-        share = h1[..., j1] / l1[..., None, :]  # (..., R, K, P)
+        share = h1[..., g, j1] / l1[..., None, :]  # (..., R, K, P)
         dead = entry[..., None, :] * (
             (f1 + share * s1[..., None, :]) * alone[..., None, None, :]
             - share * (s1 * both)[..., None, :]
@@ -624,16 +702,19 @@ def state_occupation(
     return out
 
 
-def _pieces(c0: np.ndarray, c1: np.ndarray, t: float) -> tuple[np.ndarray, ...]:
-    """Breakpoints of ``u`` in (0, t) where the interval of ``u`` (cuts ``c0``) or of
-    ``t - u`` (cuts ``c1``) changes: piece starts, ends and the two interval indices."""
-    inner = np.concatenate([c0[(c0 > 0) & (c0 < t)], t - c1[(c1 > 0) & (c1 < t)]])
+def _pieces(c0: np.ndarray, c1: np.ndarray, groups: np.ndarray, t: float) -> tuple[np.ndarray, ...]:
+    """Breakpoints of ``u`` in (0, t) where the interval of ``u`` (cuts ``c0``), its illness-time
+    group (``groups``) or the interval of ``t - u`` (cuts ``c1``) changes: piece starts, ends,
+    the two interval indices and the group."""
+    inner = np.concatenate(
+        [c0[(c0 > 0) & (c0 < t)], groups[groups < t], t - c1[(c1 > 0) & (c1 < t)]]
+    )
     b = np.unique(np.concatenate([[0.0, t], inner]))
     u_a, u_b = b[:-1], b[1:]
     mid = 0.5 * (u_a + u_b)
     j0 = np.searchsorted(c0, mid, side="right") - 1
     j1 = np.searchsorted(c1, t - mid, side="right") - 1
-    return u_a, u_b, j0, j1
+    return u_a, u_b, j0, j1, np.searchsorted(groups, mid, side="left")
 
 
 def _phi(x: np.ndarray) -> np.ndarray:
@@ -677,5 +758,8 @@ def cohort_state_occupation(
     out = 0.0
     for row, count in zip(patterns, counts, strict=True):
         start, ill = profile_log_hazards(start_log_h0, ill_log_h0, beta, row, structure)
-        out = out + count * state_occupation(start, ill, cuts_start, cuts_ill, times)
+        occupation = state_occupation(
+            start, ill, cuts_start, cuts_ill, times, entry_cuts=structure.entry_cuts
+        )
+        out = out + count * occupation
     return np.asarray(out) / counts.sum()

@@ -35,14 +35,17 @@ class IllnessDeathTruth:
     ill_hazard
         Baseline hazards per month out of recurrence (reference type), shape ``(K, J1)``.
     beta
-        Log-HRs, shape ``(1 + 2K, p + R - 1)``: rows ``start->ill``, ``start->death_k``,
-        ``ill->death_k``; columns the baseline covariates, then the type indicators.
+        Log-HRs, shape ``(1 + 2K, p + R - 1 + G - 1)``: rows ``start->ill``, ``start->death_k``,
+        ``ill->death_k``; columns the baseline covariates, the type indicators, then the
+        indicators of the recurrence-time groups.
     covariate_prob
         P(x_j = 1) of each binary baseline covariate (independent).
     censor_min, censor_max
         Administrative censoring time ~ Uniform(censor_min, censor_max) from surgery.
     marks, deaths, covariates
         Names.
+    entry_cuts
+        Boundaries of the recurrence-time groups (``G = len + 1``; right-closed groups).
     """
 
     cuts_start: np.ndarray
@@ -56,6 +59,7 @@ class IllnessDeathTruth:
     marks: tuple[str, ...] = ("local", "distant", "local_distant")
     deaths: tuple[str, ...] = ("dead_disease", "dead_other")
     covariates: tuple[str, ...] = field(default=("size_ge5cm",))
+    entry_cuts: tuple[float, ...] = ()
 
     @property
     def n_marks(self) -> int:
@@ -85,11 +89,14 @@ def vlms_like_truth(
     recurrence_log_hr: float = float(np.log(1.8)),
     censor_min: float = 24.0,
     censor_max: float = 150.0,
+    late_recurrence_log_hr: float | None = None,
 ) -> IllnessDeathTruth:
     """A truth shaped like the vLMS cohort: about two thirds recur within 5 years (distant and
     local-and-distant earlier than local alone), disease deaths mostly after recurrence and
     worse after distant disease; one binary covariate (tumour size >= 5 cm) on recurrence and on
-    disease death after recurrence.
+    disease death after recurrence. ``late_recurrence_log_hr``: a recurrence after 24 months
+    changes the hazard of disease death after it by this log-HR (recurrence-time groups
+    ``(0, 24]``, ``(24, inf)``); None: no such effect (semi-Markov).
     """
     cuts_start = np.array([0.0, 6.0, 12.0, 24.0, 36.0, 60.0, 84.0, 120.0])
     cuts_ill = np.array([0.0, 6.0, 12.0, 24.0, 36.0, 60.0])
@@ -118,6 +125,12 @@ def vlms_like_truth(
             [0.0, 0.0, 0.0],  # recurrence -> dead of other causes
         ]
     )
+    entry_cuts: tuple[float, ...] = ()
+    if late_recurrence_log_hr is not None:
+        entry_cuts = (24.0,)
+        late = np.zeros((beta.shape[0], 1))
+        late[3, 0] = late_recurrence_log_hr
+        beta = np.hstack([beta, late])
     return IllnessDeathTruth(
         cuts_start=cuts_start,
         cuts_ill=cuts_ill,
@@ -127,6 +140,7 @@ def vlms_like_truth(
         covariate_prob=np.array([0.7]),
         censor_min=censor_min,
         censor_max=censor_max,
+        entry_cuts=entry_cuts,
     )
 
 
@@ -150,14 +164,21 @@ def _draw_competing(
     return t, cause
 
 
-def _hazards(truth: IllnessDeathTruth, x: np.ndarray, mark: np.ndarray | None) -> np.ndarray:
-    """Per-subject hazards out of the event-free state (``mark`` None) or out of recurrence."""
+def _hazards(
+    truth: IllnessDeathTruth, x: np.ndarray, mark: np.ndarray | None, group: np.ndarray | None
+) -> np.ndarray:
+    """Per-subject hazards out of the event-free state (``mark`` None) or out of recurrence
+    (with its type and recurrence-time group)."""
     n_marks, n_deaths = truth.n_marks, truth.n_deaths
-    dummies = np.zeros((x.shape[0], n_marks - 1))
-    if mark is not None:
+    n_groups = len(truth.entry_cuts) + 1
+    types = np.zeros((x.shape[0], n_marks - 1))
+    groups = np.zeros((x.shape[0], n_groups - 1))
+    if mark is not None and group is not None:
         for r in range(1, n_marks):
-            dummies[:, r - 1] = mark == r
-    full = np.hstack([x, dummies])
+            types[:, r - 1] = mark == r
+        for g in range(1, n_groups):
+            groups[:, g - 1] = group == g
+    full = np.hstack([x, types, groups])
     lp = full @ truth.beta.T  # (n, transitions)
     if mark is None:
         rows = [0] * n_marks + list(range(1, 1 + n_deaths))
@@ -170,10 +191,12 @@ def simulate_latent(truth: IllnessDeathTruth, n: int, seed: int) -> SimulatedPat
     """Uncensored paths of ``n`` patients (every patient followed until death)."""
     rng = np.random.default_rng(seed)
     x = (rng.random((n, truth.n_covariates)) < truth.covariate_prob).astype(float)
-    t1, first = _draw_competing(_hazards(truth, x, None), truth.cuts_start, rng)
+    t1, first = _draw_competing(_hazards(truth, x, None, None), truth.cuts_start, rng)
     ill = first < truth.n_marks
     mark = np.where(ill, first, -1)
-    soj, cause = _draw_competing(_hazards(truth, x, np.where(ill, mark, 0)), truth.cuts_ill, rng)
+    group = np.searchsorted(np.asarray(truth.entry_cuts, float), t1, side="left")
+    after = _hazards(truth, x, np.where(ill, mark, 0), group)
+    soj, cause = _draw_competing(after, truth.cuts_ill, rng)
     exit_time = np.where(ill, t1 + soj, t1)
     death = np.where(ill, cause + 1, first - truth.n_marks + 1)
     return SimulatedPaths(np.where(ill, t1, np.nan), mark, exit_time, death, x)

@@ -66,6 +66,33 @@ def test_cells_of_a_hand_example():
     np.testing.assert_array_equal(mask, [[1, 0], [0, 0], [1, 0], [1, 1], [0, 0]])
 
 
+def test_illness_time_groups_are_covariates_of_the_later_transitions():
+    """The hand example with illness-time groups (0, 1.5] and (1.5, inf): A (ill at 1) is early,
+    D (ill at 2) late."""
+    s = ms.IllnessDeath(marks=("a", "b"), deaths=("d1", "d2"), entry_cuts=(1.5,))
+    assert s.ill_covariates == ["ill: b", "ill at (1.5, inf)"]
+    paths = ms.IllnessDeathPaths.from_arrays(
+        [1.0, np.nan, np.nan, 2.0],
+        [0, -1, -1, 1],
+        [3.0, 2.0, 2.5, 4.0],
+        [1, 2, 0, 0],
+        [[1], [0], [1], [0]],
+    )
+    ps, pi = ms.binary_transition_patterns(1, s)
+    cells = ms.transition_cells(paths, s, [0, 2], [0, 1.5], patterns_start=ps, patterns_ill=pi)
+    np.testing.assert_array_equal(ps, [[0, 0, 0], [1, 0, 0]])
+    assert pi.shape == (8, 3)
+    a = np.flatnonzero((pi == [1, 0, 0]).all(axis=1))[0]
+    d = np.flatnonzero((pi == [0, 1, 1]).all(axis=1))[0]
+    exposure = np.zeros((2, 8))
+    exposure[:, a] = exposure[:, d] = [1.5, 0.5]
+    np.testing.assert_allclose(cells.ill.exposure, exposure)
+    assert cells.ill.events[1, a, 0] == 1 and cells.ill.events.sum() == 1
+    mask = ms.default_effect_mask(s, 1)
+    np.testing.assert_array_equal(mask[:3], [[1, 0, 0]] * 3)
+    np.testing.assert_array_equal(mask[3:], [[1, 1, 1]] * 2)
+
+
 def test_impossible_paths_are_refused():
     with pytest.raises(ValueError, match="zero sojourn"):
         ms.IllnessDeathPaths.from_arrays([5.0], [0], [5.0], [1])
@@ -84,7 +111,7 @@ def test_occupation_with_constant_hazards_is_the_closed_form(c):
     a, b = 0.03, 0.02
     t = np.array([0.0, 1.0, 10.0, 50.0, 200.0])
     occ = ms.state_occupation(
-        np.log([[a], [b]]), np.log([[[c]]]), np.array([0.0]), np.array([0.0]), t
+        np.log([[a], [b]]), np.log([[[[c]]]]), np.array([0.0]), np.array([0.0]), t
     )
     p0 = np.exp(-(a + b) * t)
     p1 = a * t * np.exp(-c * t) if c == a + b else a * (np.exp(-c * t) - p0) / (a + b - c)
@@ -106,21 +133,32 @@ def _piecewise(h: np.ndarray, cuts: np.ndarray):
     return rate, cum
 
 
-def test_occupation_matches_numerical_integration():
+@pytest.mark.parametrize("entry_cuts", [(), (11.0,), (7.0, 25.0)])
+def test_occupation_matches_numerical_integration(entry_cuts):
+    """Two marks, two deaths, unaligned cuts; the hazards after the illness may also depend on
+    the illness-time group (``entry_cuts``)."""
     rng = np.random.default_rng(3)
     c0, c1 = np.array([0.0, 5.0, 13.0, 30.0]), np.array([0.0, 4.0, 17.0])
+    groups = np.array(entry_cuts)
     h0 = rng.uniform(0.005, 0.05, (2 + 2, c0.size))  # two marks, two deaths
-    h1 = rng.uniform(0.005, 0.08, (2, 2, c1.size))  # per mark
+    h1_groups = rng.uniform(0.005, 0.08, (groups.size + 1, 2, 2, c1.size))  # group, mark
     times = np.array([9.0, 21.0, 34.0, 60.0])  # 21 = 17 + 4: breakpoints coincide
-    occ = ms.state_occupation(np.log(h0), np.log(h1), c0, c1, times)
+    occ = ms.state_occupation(np.log(h0), np.log(h1_groups), c0, c1, times, entry_cuts)
     lam0 = _piecewise(h0.sum(0), c0)[1]
+
+    def after(u: float, r: int, which: int | None):
+        """Cumulative hazard (all deaths) or hazard of death ``which`` after an illness at u."""
+        h1 = h1_groups[np.searchsorted(groups, u, side="left"), r]
+        return _piecewise(h1.sum(0), c1)[1] if which is None else _piecewise(h1[which], c1)[0]
+
     for i, t in enumerate(times):
-        points = sorted({*c0[c0 < t], *(t - c1[c1 < t])})
+        points = sorted({*c0[c0 < t], *groups[groups < t], *(t - c1[c1 < t])})
         for r in range(2):
             entry = _piecewise(h0[r], c0)[0]
-            lam1 = _piecewise(h1[r].sum(0), c1)[1]
             p_ill = integrate.quad(
-                lambda u, e=entry, l1=lam1, t=t: np.exp(-lam0(u)) * e(u) * np.exp(-l1(t - u)),
+                lambda u, e=entry, r=r, t=t: (
+                    np.exp(-lam0(u)) * e(u) * np.exp(-after(u, r, None)(t - u))
+                ),
                 0,
                 t,
                 points=points,
@@ -137,17 +175,16 @@ def test_occupation_matches_numerical_integration():
             via = 0.0
             for r in range(2):
                 entry = _piecewise(h0[r], c0)[0]
-                lam1 = _piecewise(h1[r].sum(0), c1)[1]
-                hk = _piecewise(h1[r, k], c1)[0]
 
-                def cif(s, lam1=lam1, hk=hk):
+                def cif(u, s, r=r, k=k):
+                    lam1, hk = after(u, r, None), after(u, r, k)
                     inner = [v for v in c1 if 0 < v < s]
                     return integrate.quad(
                         lambda v: np.exp(-lam1(v)) * hk(v), 0, s, points=inner or None
                     )[0]
 
                 via += integrate.quad(
-                    lambda u, e=entry, f=cif, t=t: np.exp(-lam0(u)) * e(u) * f(t - u),
+                    lambda u, e=entry, f=cif, t=t: np.exp(-lam0(u)) * e(u) * f(u, t - u),
                     0,
                     t,
                     points=points,
@@ -156,26 +193,31 @@ def test_occupation_matches_numerical_integration():
     np.testing.assert_allclose(occ.sum(axis=0), 1.0, atol=1e-12)
 
 
-def test_occupation_and_cif_after_recurrence_match_the_simulated_truth():
-    """The model's exact formulas against the simulator's independent Monte Carlo."""
-    truth = sim.vlms_like_truth()
+@pytest.mark.parametrize("late_log_hr", [None, np.log(0.4)])
+def test_occupation_and_cif_after_recurrence_match_the_simulated_truth(late_log_hr):
+    """The model's exact formulas against the simulator's independent Monte Carlo, without and
+    with an effect of the recurrence time (after 24 months) on disease death after it."""
+    truth = sim.vlms_like_truth(late_recurrence_log_hr=late_log_hr)
+    structure = ms.IllnessDeath(marks=VLMS.marks, deaths=VLMS.deaths, entry_cuts=truth.entry_cuts)
     times = np.array([6.0, 24.0, 60.0, 130.0])
     n = 300_000
     start0, ill0 = np.log(truth.start_hazard), np.log(truth.ill_hazard)
     occ = 0.0
     for x, weight in ((0.0, 1 - truth.covariate_prob[0]), (1.0, truth.covariate_prob[0])):
-        s, i = ms.profile_log_hazards(start0, ill0, truth.beta, np.array([x]), VLMS)
-        occ = occ + weight * ms.state_occupation(s, i, truth.cuts_start, truth.cuts_ill, times)
+        s, i = ms.profile_log_hazards(start0, ill0, truth.beta, np.array([x]), structure)
+        occ = occ + weight * ms.state_occupation(
+            s, i, truth.cuts_start, truth.cuts_ill, times, truth.entry_cuts
+        )
     true = sim.monte_carlo_occupation(truth, times, n=n, seed=8)
     assert np.max(np.abs(occ - true)) < 5 * np.sqrt(0.25 / n) + 0.003  # MC + covariate mix error
-    # disease death within 24 and 60 months of a distant recurrence, size >= 5 cm
+    # disease death within 24 and 60 months of a distant recurrence by 24 months, size >= 5 cm
     latent = sim.simulate_latent(truth, n, seed=9)
-    own = (latent.ill_mark == 1) & (latent.x[:, 0] == 1)
+    own = (latent.ill_mark == 1) & (latent.x[:, 0] == 1) & (latent.ill_time <= 24)
     soj = latent.exit_time[own] - latent.ill_time[own]
     mc = [np.mean((soj <= t) & (latent.death[own] == 1)) for t in (24.0, 60.0)]
-    _, ill = ms.profile_log_hazards(start0, ill0, truth.beta, np.array([1.0]), VLMS)
+    _, ill = ms.profile_log_hazards(start0, ill0, truth.beta, np.array([1.0]), structure)
     cif = ms.cif_after_illness(ill, truth.cuts_ill, np.array([24.0, 60.0]))
-    np.testing.assert_allclose(cif[1, 0], mc, atol=0.01)
+    np.testing.assert_allclose(cif[0, 1, 0], mc, atol=0.01)
 
 
 def test_effects_reach_the_right_hazards():
@@ -183,9 +225,9 @@ def test_effects_reach_the_right_hazards():
     start0, ill0 = np.zeros((5, 2)), np.zeros((2, 3))
     s, i = ms.profile_log_hazards(start0, ill0, beta, np.array([1.0]), VLMS)
     np.testing.assert_allclose(s[:, 0], [0.0, 0.0, 0.0, 0.3, 0.6])  # three marks share row 0
-    np.testing.assert_allclose(i[0, :, 0], [0.9, 1.2])  # reference mark: size only
-    np.testing.assert_allclose(i[1, :, 0], [0.9 + 1.0, 1.2 + 1.3])  # distant indicator
-    np.testing.assert_allclose(i[2, :, 0], [0.9 + 1.1, 1.2 + 1.4])  # local-and-distant
+    np.testing.assert_allclose(i[0, 0, :, 0], [0.9, 1.2])  # reference mark: size only
+    np.testing.assert_allclose(i[0, 1, :, 0], [0.9 + 1.0, 1.2 + 1.3])  # distant indicator
+    np.testing.assert_allclose(i[0, 2, :, 0], [0.9 + 1.1, 1.2 + 1.4])  # local-and-distant
 
 
 # --------------------------------------------------------------------------- sampling
