@@ -301,6 +301,7 @@ def transition_cox(
     covariate_names: Sequence[str],
     mark_names: Sequence[str],
     n_deaths: int,
+    entry_cuts: Sequence[float] = (),
     alpha: float = 0.05,
 ) -> list[dict[str, object]]:
     """Cause-specific Cox HRs per transition on the model's clocks (lifelines, Efron ties).
@@ -308,10 +309,12 @@ def transition_cox(
     Transitions in the order ``start->ill`` (any mark), ``start->death_k``, ``ill->death_k``.
     Out of ``start``: time to the first event, the other first events censored; covariates
     ``x``. Out of ``ill``: time since the illness, the other deaths censored; covariates ``x``
-    and the type indicators (first mark the reference). A transition without events, or a
+    and the type indicators (first mark the reference), then indicators of the illness-time
+    groups cut at ``entry_cuts`` (right-closed; the first group the reference). A transition
+    without events, or a
     covariate constant among those at risk, gives NaN. Returns one row per (transition,
     covariate): ``transition`` (index), ``covariate`` (name), ``covariate_index`` (position among
-    the baseline covariates then the type indicators), ``hr``, ``lower``, ``upper``.
+    the baseline covariates, the type and the group indicators), ``hr``, ``lower``, ``upper``.
     """
     from lifelines import CoxPHFitter
 
@@ -320,9 +323,16 @@ def transition_cox(
     exit_t = np.asarray(exit_time, float)
     dead = np.asarray(death, int)
     x = np.asarray(x, float).reshape(exit_t.size, -1)
-    marks = np.column_stack([mark == r for r in range(1, len(mark_names))]).astype(float)
-    names = [*covariate_names, *(f"type: {m}" for m in mark_names[1:])]
+    marks = (mark[:, None] == np.arange(1, len(mark_names))[None, :]).astype(float)
+    cuts = np.asarray(entry_cuts, float)
     first = np.where(ill, np.asarray(ill_time, float), exit_t)
+    group = np.searchsorted(cuts, first, side="left")
+    groups = (group[:, None] == np.arange(1, cuts.size + 1)[None, :]).astype(float)
+    names = [
+        *covariate_names,
+        *(f"type: {m}" for m in mark_names[1:]),
+        *(f"illness after {c:g}" for c in cuts),
+    ]
     sojourn = exit_t - np.where(ill, np.asarray(ill_time, float), 0.0)
     cases = [(first, ill.astype(int), x, covariate_names, np.ones(exit_t.size, bool))]
     cases += [
@@ -333,7 +343,7 @@ def transition_cox(
         (
             sojourn,
             (dead == k).astype(int),
-            np.hstack([x, marks.reshape(exit_t.size, -1)]),
+            np.hstack([x, marks, groups]),
             names,
             ill & (sojourn > 0),
         )

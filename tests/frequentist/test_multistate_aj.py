@@ -195,3 +195,46 @@ def test_transition_cox_recovers_the_simulated_hazard_ratios():
     assert recurrence["lower"] > 1.4  # truth 1.8
     both = next(r for r in rows if r["transition"] == 3 and r["covariate_index"] == 2)
     assert both["lower"] > 1.5  # truth 2.4 (local-and-distant vs local)
+
+
+def test_transition_cox_without_types():
+    """One illness type (no type indicators), one cause of death."""
+    truth = sim.vlms_like_truth()
+    paths = sim.simulate_paths(truth, 600, seed=52)
+    rows = aj.transition_cox(
+        paths.ill_time,
+        np.where(paths.ill_mark >= 0, 0, -1),
+        paths.exit_time,
+        (paths.death > 0).astype(int),
+        paths.x,
+        covariate_names=["size"],
+        mark_names=["recurrence"],
+        n_deaths=1,
+    )
+    assert [(r["transition"], r["covariate"]) for r in rows] == [
+        (0, "size"),
+        (1, "size"),
+        (2, "size"),
+    ]
+    assert all(r["lower"] < r["hr"] < r["upper"] for r in rows)
+
+
+def test_transition_cox_with_illness_time_groups():
+    """Disease death after a recurrence later than 24 months has log-HR log(0.4) (truth)."""
+    truth = sim.vlms_like_truth(late_recurrence_log_hr=float(np.log(0.4)))
+    paths = sim.simulate_paths(truth, 4000, seed=53)
+    rows = aj.transition_cox(
+        paths.ill_time,
+        paths.ill_mark,
+        paths.exit_time,
+        paths.death,
+        paths.x,
+        covariate_names=["size"],
+        mark_names=list(truth.marks),
+        n_deaths=2,
+        entry_cuts=truth.entry_cuts,
+        alpha=0.001,
+    )
+    late = next(r for r in rows if r["transition"] == 3 and r["covariate_index"] == 3)
+    assert late["covariate"] == "illness after 24"
+    assert late["lower"] < 0.4 < late["upper"] < 0.8
