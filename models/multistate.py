@@ -36,10 +36,12 @@ Design (the choices, and why):
   (death without recurrence in vLMS) is regularised: it borrows the block's shape and is left
   with a level whose prior is centred on half an event over the block's exposure.
 * **Effects.** ``beta`` has dims ``(transition, covariate)``: baseline covariates act on every
-  transition, the type covariates only on the transitions out of ``ill`` (``effect_mask``
-  chooses). Each free entry has the configured log-HR prior (Normal(0, 1) by default), not
-  pooled across transitions: an effect on recurrence and one on death after recurrence are
-  different questions with no reason to be alike. Entries outside the mask are exactly 0.
+  transition, the type (and illness-time) indicators only on the transitions out of ``ill``
+  (``effect_mask`` chooses; :func:`default_effect_mask` can drop the effects of transitions
+  without events, whose HRs would be the prior alone). Each free entry has the configured
+  log-HR prior (Normal(0, 1) by default), not pooled across transitions: an effect on
+  recurrence and one on death after recurrence are different questions with no reason to be
+  alike. Entries outside the mask are exactly 0.
 * **Collapsed likelihood.** Events and exposure per interval x covariate pattern x hazard (one
   grid per clock) are sufficient statistics: the Poisson likelihood on them equals the
   piecewise-exponential likelihood of the person-level paths up to a constant. All data are
@@ -278,8 +280,14 @@ class IllnessDeathPaths:
                 ill & (ill_t == self.exit_time) & (self.death > 0),
                 "death at the time of the illness (zero sojourn): give the illness an earlier time",
             ),
-            ((self.death < 0) | (n_deaths is not None and self.death > n_deaths), "bad death"),
-            ((self.ill_mark < -1) | (n_marks is not None and self.ill_mark >= n_marks), "bad mark"),
+            (
+                (self.death < 0) | (n_deaths is not None and self.death > n_deaths),
+                "death code out of range",
+            ),
+            (
+                (self.ill_mark < -1) | (n_marks is not None and self.ill_mark >= n_marks),
+                "mark out of range",
+            ),
         ]
         for bad, message in problems:
             bad = np.asarray(bad, bool) & np.ones(n, bool)

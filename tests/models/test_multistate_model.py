@@ -99,7 +99,7 @@ def test_impossible_paths_are_refused():
     with pytest.raises(ValueError, match="illness after exit"):
         ms.IllnessDeathPaths.from_arrays([6.0], [0], [5.0], [0])
     paths = ms.IllnessDeathPaths.from_arrays([1.0], [3], [5.0], [0])
-    with pytest.raises(ValueError, match="bad mark"):
+    with pytest.raises(ValueError, match="mark out of range"):
         ms.transition_cells(paths, VLMS, [0.0], [0.0])
 
 
