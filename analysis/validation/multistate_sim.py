@@ -239,8 +239,3 @@ def monte_carlo_occupation(
     """True state occupation (Monte Carlo over ``n`` uncensored patients drawn with the truth's
     covariate distribution): (1 + R + K, T)."""
     return occupation_at(simulate_latent(truth, n, seed), truth.n_marks, truth.n_deaths, times)
-
-
-def true_log_hr(truth: IllnessDeathTruth) -> np.ndarray:
-    """The true log-HRs ``(transition, covariate)`` (the model's ``beta`` layout)."""
-    return truth.beta.copy()
