@@ -122,6 +122,10 @@ def log_baseline(
     log_rate_center: pt.TensorVariable,
     n_intervals: int,
     n_causes: int | None = None,
+    *,
+    prefix: str = "",
+    interval_dim: str = "interval",
+    cause_dim: str = "cause",
 ) -> pt.TensorVariable:
     """Log baseline hazard per interval: a Deterministic ``log_h0``.
 
@@ -138,27 +142,37 @@ def log_baseline(
         ``(cause, interval)``, that borrow strength: one shared random-walk shape, a level per
         cause, and (``K > 1``) per-cause random-walk deviations from the shared shape whose step
         sd ~ HalfNormal(``cause_step_scale``). With ``K = 1`` this is the single-event baseline.
+    prefix, interval_dim, cause_dim
+        Prefix of every variable name (``{prefix}log_h0`` ...) and the names of the dims
+        (the step dim is ``{interval_dim}_step``), so that one model can hold several baselines
+        on different time axes (the multi-state model: time since surgery and time since
+        recurrence). The defaults give the PEM's and the competing-risk model's names.
     """
-    dims: str | tuple[str, str] = "interval" if n_causes is None else ("cause", "interval")
+    step_dim = f"{interval_dim}_step"
+    dims: str | tuple[str, str] = interval_dim if n_causes is None else (cause_dim, interval_dim)
     if priors.baseline == "independent":
-        z = pm.Normal("log_h_z", 0.0, 1.0, dims=dims)
+        z = pm.Normal(f"{prefix}log_h_z", 0.0, 1.0, dims=dims)
         center = log_rate_center if n_causes is None else log_rate_center[:, None]
-        return pm.Deterministic("log_h0", center + priors.level_sd * z, dims=dims)
+        return pm.Deterministic(f"{prefix}log_h0", center + priors.level_sd * z, dims=dims)
     centred = priors.parameterization == "centred"
-    level_dims = None if n_causes is None else "cause"
+    level_dims = None if n_causes is None else cause_dim
     if centred:
-        start = pm.Normal("log_h_level", log_rate_center, priors.level_sd, dims=level_dims)
+        start = pm.Normal(f"{prefix}log_h_level", log_rate_center, priors.level_sd, dims=level_dims)
     else:
-        level = pm.Normal("log_h_level_z", 0.0, 1.0, dims=level_dims)
+        level = pm.Normal(f"{prefix}log_h_level_z", 0.0, 1.0, dims=level_dims)
         start = log_rate_center + priors.level_sd * level
-    path = _random_walk("rw", priors.step_scale, n_intervals, "interval_step", centred)
+    path = _random_walk(f"{prefix}rw", priors.step_scale, n_intervals, step_dim, centred)
     log_h = start[..., None] + path
     if n_causes is not None and n_causes > 1 and n_intervals > 1:
         cause_path = _random_walk(
-            "cause_rw", priors.cause_step_scale, n_intervals, ("cause", "interval_step"), centred
+            f"{prefix}cause_rw",
+            priors.cause_step_scale,
+            n_intervals,
+            (cause_dim, step_dim),
+            centred,
         )
         log_h = log_h + cause_path
-    return pm.Deterministic("log_h0", log_h, dims=dims)
+    return pm.Deterministic(f"{prefix}log_h0", log_h, dims=dims)
 
 
 def _random_walk(
