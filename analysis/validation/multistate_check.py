@@ -45,6 +45,7 @@ def fit(
 ) -> tuple[Any, dict[str, float]]:
     """Build, compile (nutpie) and sample; the seconds of each step."""
     import nutpie
+
     from analysis.inference.engine import nutpie_sample
 
     model = ms.build_multistate(cells, **model_kwargs)
