@@ -4,6 +4,7 @@ column and row. Values from the file are never echoed (they may identify a patie
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
 from pathlib import Path
@@ -15,6 +16,11 @@ from analysis.core.errors import VlmsInputError
 
 MAX_ABS_VALUE = 1e9
 """Larger magnitudes are treated as data-entry errors (a month count of 1e12 is not a time)."""
+MISSING_MARKERS = frozenset({"", "na", "n/a", "#n/a", "#na", "nan", "null", "."})
+"""Cells that mean "missing" everywhere (compared case-insensitively, spaces stripped): empty,
+``NA``, ``N/A``, ``#N/A`` (spreadsheets), ``NaN``, ``NULL`` and ``.`` (SAS)."""
+SHOWN_COLUMNS = 12
+"""A missing column's error lists at most this many header names."""
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -76,19 +82,35 @@ def _check_header(header: list[str], name: str) -> None:
 
 
 def require_columns(df: pd.DataFrame, columns: list[str], file: str) -> None:
-    """Raise for the first of ``columns`` that the file lacks."""
+    """Raise for the first of ``columns`` that the file lacks, naming the nearest header names."""
+    header = [str(c) for c in df.columns]
     for col in columns:
         if col not in df.columns:
-            raise VlmsInputError("no such column in the header", file=file, column=col)
+            raise VlmsInputError(
+                f"no such column in the header; {nearest_columns(col, header)}",
+                file=file,
+                column=col,
+            )
+
+
+def nearest_columns(name: str, header: list[str]) -> str:
+    """The header names closest to ``name`` (difflib; case ignored), or the header itself."""
+    folded = {h.lower(): h for h in header}
+    close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.5)
+    if close:
+        return "did you mean " + " or ".join(f"'{folded[c]}'" for c in close) + "?"
+    shown = ", ".join(f"'{h}'" for h in header[:SHOWN_COLUMNS])
+    more = f" and {len(header) - SHOWN_COLUMNS} more" if len(header) > SHOWN_COLUMNS else ""
+    return f"the header has {shown}{more}"
 
 
 def is_missing(cell: object) -> bool:
-    """True for an empty cell or a conventional missing marker."""
+    """True for an empty cell or a conventional missing marker (:data:`MISSING_MARKERS`)."""
     if cell is None:
         return True
     if isinstance(cell, float) and math.isnan(cell):
         return True
-    return str(cell).strip().lower() in {"", "na", "nan", "null", "."}
+    return str(cell).strip().lower() in MISSING_MARKERS
 
 
 def numeric_column(
@@ -97,8 +119,6 @@ def numeric_column(
     file: str,
     *,
     allow_missing: bool = False,
-    minimum: float | None = None,
-    strictly_positive: bool = False,
 ) -> np.ndarray:
     """Parse one column as finite floats, or raise naming the first bad row.
 
@@ -123,26 +143,5 @@ def numeric_column(
                 column=column,
                 row=i,
             )
-        if minimum is not None and value < minimum:
-            raise VlmsInputError(f"below the minimum {minimum:g}", file=file, column=column, row=i)
-        if strictly_positive and value <= 0:
-            raise VlmsInputError("must be greater than 0", file=file, column=column, row=i)
         out[i - 1] = value
     return out
-
-
-def integer_codes(
-    df: pd.DataFrame, column: str, file: str, allowed: set[int] | range
-) -> np.ndarray:
-    """Parse a column of integer codes (e.g. event 0/1 or 0..K), or raise at the first bad row."""
-    values = numeric_column(df, column, file)
-    for i, v in enumerate(values, start=1):
-        if v != int(v) or int(v) not in allowed:
-            shown = sorted(allowed)
-            raise VlmsInputError(
-                f"event code outside the allowed set {{{', '.join(map(str, shown))}}}",
-                file=file,
-                column=column,
-                row=i,
-            )
-    return values.astype(int)

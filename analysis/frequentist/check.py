@@ -4,7 +4,10 @@ With ``--data FILE --time COL --event COL``: Kaplan-Meier per stratum (``--group
 log-rank test, univariate and multivariable Cox fits of ``--covariates``, RMST to
 ``--rmst-horizon``, and with ``--competing`` the Aalen-Johansen cumulative incidence and a
 cause-specific Cox model per cause. With ``--competing`` the KM curves, RMST and the (all-cause)
-Cox fits treat any cause as the event. Every input problem is found before anything is
+Cox fits treat any cause as the event. The file is read by
+:func:`analysis.core.survival_table.load_survival_table`, as ``vlms fit --data`` reads it: rows
+with a missing covariate or group are dropped from every analysis and counted, times must be
+greater than 0, each cause keeps its code. Every input problem is found before anything is
 computed or written.
 """
 
@@ -12,41 +15,17 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from analysis.core.atomic import write_json
-from analysis.core.csv_input import (
-    integer_codes,
-    is_missing,
-    numeric_column,
-    read_csv,
-    require_columns,
-)
 from analysis.core.errors import VlmsInputError
+from analysis.core.survival_table import SurvivalTable, load_survival_table, report_times
 from analysis.core.tables import json_safe
 from analysis.frequentist import estimators as fq
 
-MAX_CAUSE = 9
-"""With ``--competing`` the event codes are 0 (censored) and 1..MAX_CAUSE."""
 OVERALL = "all"
-
-
-@dataclass(frozen=True)
-class UserData:
-    """A validated user CSV: times, event codes, covariates and an optional grouping."""
-
-    file: str
-    time_column: str
-    event_column: str
-    time: np.ndarray
-    event: np.ndarray
-    covariates: dict[str, np.ndarray]
-    group_column: str | None
-    group: np.ndarray | None
-    competing: bool
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -55,7 +34,7 @@ def run_cli(args: argparse.Namespace) -> int:
         from analysis.frequentist.paper_analyses import run_paper_check
 
         return run_paper_check(args)
-    data = load_user_data(
+    data = load_survival_table(
         args.data,
         time=args.time,
         event=args.event,
@@ -63,7 +42,7 @@ def run_cli(args: argparse.Namespace) -> int:
         group=args.group,
         competing=bool(args.competing),
     )
-    times = _check_times(args.times, str(args.data))
+    times = report_times(args.times, str(args.data))
     results = analyse(
         data, times=times, conf_type=args.conf_type, rmst_horizon=float(args.rmst_horizon)
     )
@@ -74,60 +53,7 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_times(times: list[float] | None, file: str) -> list[float] | None:
-    if times is None:
-        return None
-    if any(not math.isfinite(t) or t < 0 for t in times):
-        raise VlmsInputError("--times must be finite and not negative", file=file)
-    return sorted(set(times))
-
-
-def load_user_data(
-    path: str | Path,
-    *,
-    time: str | None,
-    event: str | None,
-    covariates: list[str],
-    group: str | None,
-    competing: bool,
-) -> UserData:
-    """Read and validate the CSV; raise ``VlmsInputError`` at the first problem."""
-    file = str(path)
-    if not time or not event:
-        raise VlmsInputError("--time and --event are required with --data", file=file)
-    df = read_csv(path)
-    wanted = [time, event] + ([group] if group else []) + covariates
-    require_columns(df, wanted, file)
-    t = numeric_column(df, time, file, minimum=0)
-    allowed = range(MAX_CAUSE + 1) if competing else {0, 1}
-    e = integer_codes(df, event, file, allowed)
-    if not (e > 0).any():
-        raise VlmsInputError(
-            "no events (every code is 0): nothing to estimate", file=file, column=event
-        )
-    g = None
-    if group:
-        cells = df[group].tolist()
-        for i, cell in enumerate(cells, start=1):
-            if is_missing(cell):
-                raise VlmsInputError("missing group value", file=file, column=group, row=i)
-        g = np.array([str(c).strip() for c in cells], dtype=object)
-        if len(set(g.tolist())) < 2:
-            raise VlmsInputError(
-                "has a single level; --group needs at least two", file=file, column=group
-            )
-    covs: dict[str, np.ndarray] = {}
-    for c in covariates:
-        x = numeric_column(df, c, file)
-        if np.all(x == x[0]):
-            raise VlmsInputError(
-                "takes a single value; no hazard ratio can be estimated", file=file, column=c
-            )
-        covs[c] = x
-    return UserData(file, time, event, t, e, covs, group, g, competing)
-
-
-def _strata(data: UserData) -> dict[str, np.ndarray]:
+def _strata(data: SurvivalTable) -> dict[str, np.ndarray]:
     masks = {OVERALL: np.ones(data.time.size, dtype=bool)}
     if data.group is not None:
         for level in sorted(set(data.group.tolist())):
@@ -136,7 +62,7 @@ def _strata(data: UserData) -> dict[str, np.ndarray]:
 
 
 def analyse(
-    data: UserData,
+    data: SurvivalTable,
     *,
     times: list[float] | None = None,
     conf_type: fq.ConfType = "log-log",
@@ -149,6 +75,11 @@ def analyse(
         "time_column": data.time_column,
         "event_column": data.event_column,
         "n": int(data.time.size),
+        "n_read": data.n_read,
+        "n_dropped": data.n_dropped,
+        "dropped_by_column": data.dropped,
+        "missing_rule": "rows with a missing covariate or group are dropped from every analysis",
+        "notes": data.notes(),
         "events": int(any_event.sum()),
         "conf_type": conf_type,
         "km": {},
@@ -171,7 +102,7 @@ def analyse(
         }
         out["cox_multivariable"] = _cox_terms(data, any_event, data.covariates)
     if data.competing:
-        causes = sorted(int(k) for k in np.unique(data.event[data.event > 0]))
+        causes = list(data.causes)
         cif = fq.cumulative_incidence(data.time, data.event, times, causes=causes)
         out["cif"] = {str(k): v.to_dict() for k, v in cif.items()}
         if data.covariates:
@@ -183,7 +114,7 @@ def analyse(
 
 
 def _cox_terms(
-    data: UserData, event: np.ndarray, covariates: dict[str, np.ndarray]
+    data: SurvivalTable, event: np.ndarray, covariates: dict[str, np.ndarray]
 ) -> dict[str, dict[str, object]]:
     if not (event > 0).any():
         return {c: {"note": "no events"} for c in covariates}
@@ -244,6 +175,7 @@ def format_results(res: dict[str, object]) -> str:
         f"{res['file']}: n = {res['n']}, events = {res['events']} "
         f"(time '{res['time_column']}', event '{res['event_column']}'); "
         f"KM CI: Greenwood, {res['conf_type']} transform",
+        *[f"note: {n}" for n in res.get("notes", [])],  # type: ignore[attr-defined]
         "",
         "Kaplan-Meier",
     ]

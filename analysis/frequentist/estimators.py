@@ -67,6 +67,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from analysis.core.separation import likelihood_shape
+
 ConfType = Literal["log-log", "log"]
 CONF_TYPES: tuple[str, ...] = ("log-log", "log")
 COX_FIT_OPTIONS: dict[str, float] = {"precision": 1e-24, "r_precision": 0.0, "max_steps": 500}
@@ -401,46 +403,6 @@ class CoxResult:
     monotone: bool = False
     converged: bool = True
     notes: list[str] = field(default_factory=list)
-
-
-def likelihood_shape(time: np.ndarray, event: np.ndarray, x: np.ndarray) -> str:
-    """How the partial likelihood behaves in ``x`` alone.
-
-    ``"flat"``: every risk set at an event time is constant in ``x`` (the likelihood does not
-    depend on its coefficient: not estimable). ``"+inf"`` (``"-inf"``): at every event time
-    every event's ``x`` is the largest (smallest) in the risk set, so the likelihood rises
-    without bound as beta goes to +inf (-inf): monotone likelihood. ``"finite"`` otherwise.
-    """
-    t = np.asarray(time, float)
-    e = np.asarray(event, float) > 0
-    x = np.asarray(x, float)
-    if not e.any():
-        return "flat"
-    order = np.argsort(-t, kind="stable")  # descending time: running max/min = risk-set max/min
-    ts, xs = t[order], x[order]
-    run_max = np.maximum.accumulate(xs)
-    run_min = np.minimum.accumulate(xs)
-    # the risk set at time s includes every subject with time >= s, ties included
-    uniq_t, first = np.unique(-ts, return_index=True)
-    last = np.concatenate((first[1:], [ts.size])) - 1
-    grp = np.searchsorted(uniq_t, -ts)
-    rmax = run_max[last][grp]
-    rmin = run_min[last][grp]
-    ev = e[order]
-    xe, mx, mn = xs[ev], rmax[ev], rmin[ev]
-    if not np.any(mx > mn):
-        return "flat"
-    if np.all(xe >= mx):
-        return "+inf"
-    if np.all(xe <= mn):
-        return "-inf"
-    return "finite"
-
-
-def monotone_direction(time: np.ndarray, event: np.ndarray, x: np.ndarray) -> int:
-    """+1 (-1) if the likelihood in ``x`` alone rises without bound as beta goes to +inf
-    (-inf), else 0 (see :func:`likelihood_shape`)."""
-    return {"+inf": 1, "-inf": -1}.get(likelihood_shape(time, event, x), 0)
 
 
 def _flat_term(name: str) -> CoxTerm:

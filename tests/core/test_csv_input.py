@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from analysis.core.csv_input import integer_codes, numeric_column, read_csv
+from analysis.core.csv_input import numeric_column, read_csv
 from analysis.core.errors import VlmsInputError
 
 
@@ -42,24 +43,16 @@ def test_read_csv_rejects(tmp_path: Path, content: str | bytes, needle: str) -> 
 def test_numeric_column_names_first_bad_row(tmp_path: Path) -> None:
     df = read_csv(_write(tmp_path, "t,e\n1,0\n2,1\nabc,1\n-1,0\n"))
     with pytest.raises(VlmsInputError) as exc:
-        numeric_column(df, "t", "x.csv", minimum=0)
+        numeric_column(df, "t", "x.csv")
     assert exc.value.row == 3
     assert exc.value.column == "t"
     assert "abc" not in str(exc.value)  # values are never echoed
 
 
-def test_numeric_column_negative_and_missing(tmp_path: Path) -> None:
-    df = read_csv(_write(tmp_path, "t,e\n1,0\n-2,1\n,1\n"))
-    with pytest.raises(VlmsInputError, match="minimum") as exc:
-        numeric_column(df, "t", "x.csv", minimum=0)
-    assert exc.value.row == 2
-    values = numeric_column(df.iloc[:2], "e", "x.csv")
-    assert values.tolist() == [0.0, 1.0]
-
-
-def test_integer_codes(tmp_path: Path) -> None:
-    df = read_csv(_write(tmp_path, "t,e\n1,0\n2,1\n3,4\n"))
-    with pytest.raises(VlmsInputError, match="allowed") as exc:
-        integer_codes(df, "e", "x.csv", {0, 1})
+def test_numeric_column_missing(tmp_path: Path) -> None:
+    df = read_csv(_write(tmp_path, "t,e\n1,0\n-2,1\n#N/A,1\n"))
+    with pytest.raises(VlmsInputError, match="missing value") as exc:
+        numeric_column(df, "t", "x.csv")
     assert exc.value.row == 3
-    assert integer_codes(df, "e", "x.csv", range(5)).tolist() == [0, 1, 4]
+    values = numeric_column(df, "t", "x.csv", allow_missing=True)
+    assert values[:2].tolist() == [1.0, -2.0] and np.isnan(values[2])

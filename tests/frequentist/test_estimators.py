@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import optimize, special
 
+from analysis.core import separation
 from analysis.frequentist import estimators as fq
 
 Z = float(special.ndtri(0.975))
@@ -167,10 +168,10 @@ def test_monotone_detected_in_a_multivariable_fit() -> None:
 
 def test_monotone_direction_ignores_uninformative_data() -> None:
     # events only where the risk set is constant in x: flat, not monotone
-    assert fq.monotone_direction(np.array([1.0, 2.0]), np.array([1, 1]), np.ones(2)) == 0
+    assert separation.monotone_direction(np.array([1.0, 2.0]), np.array([1, 1]), np.ones(2)) == 0
     # events in both groups: an ordinary finite MLE
     assert (
-        fq.monotone_direction(
+        separation.monotone_direction(
             np.array([1.0, 2, 3, 4]), np.array([1, 1, 1, 0]), np.array([1.0, 0, 1, 0])
         )
         == 0
@@ -275,7 +276,7 @@ def test_flat_likelihood_is_not_estimable(fast: bool) -> None:
     t = [53.4, 44.7, 32.3, 48.6, 103.2]
     e = [1, 1, 0, 1, 0]
     x = [1.0, 1.0, 0.0, 1.0, 1.0]
-    assert fq.likelihood_shape(np.array(t), np.array(e), np.array(x)) == "flat"
+    assert separation.likelihood_shape(np.array(t), np.array(e), np.array(x)) == "flat"
     term = fq.cox(t, e, {"x": x}, fast=fast).terms["x"]
     assert not term.estimable and math.isnan(term.hr)
     # with another covariate the flat one drops out of the likelihood exactly
