@@ -1,13 +1,15 @@
 """Cause-specific piecewise-exponential hazards for competing risks, and their CIFs.
 
-``log h_k(t | x) = log_h0[k, interval] + x . beta[:, k]`` for causes ``k = 1..K``, a Poisson
-likelihood on each cell's event count per cause with a ``log(exposure)`` offset.
+``log h_k(t | x) = log_h0[k, interval] + ((x - centre) / scale) . beta_std[:, k]`` for causes
+``k = 1..K``, a Poisson likelihood on each cell's event count per cause with a ``log(exposure)``
+offset. As in :mod:`models.pem`, covariates are centred and scaled inside the model: ``log_h0``
+is at the covariate centre and ``beta = beta_std / scale`` is the log HR per unit.
 
 * Baselines borrow strength: one shared random-walk shape, a level per cause centred on the cause's
   crude rate, and small per-cause random-walk deviations (``models.priors.log_baseline``).
 * Effects are partially pooled across causes: for covariate ``p``,
-  ``beta[p, k] = s * (sqrt(rho_p) * z_p + sqrt(1 - rho_p) * z_pk)``, ``z ~ Normal(0, 1)``,
-  ``rho_p ~ Beta(2, 2)``. Each ``beta[p, k]`` keeps the single-event prior Normal(0, s) while
+  ``beta_std[p, k] = s * (sqrt(rho_p) * z_p + sqrt(1 - rho_p) * z_pk)``, ``z ~ Normal(0, 1)``,
+  ``rho_p ~ Beta(2, 2)``. Each ``beta_std[p, k]`` keeps the single-event prior Normal(0, s) while
   ``rho_p`` (the share of variance common to the causes) shrinks causes with few events towards
   the covariate's common effect. With one cause the model is the plain PEM (same parameters in the
   same order).
@@ -22,7 +24,15 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from models.pem import model_coords, poisson_kernel, sum_by_patient
+from models.pem import (
+    covariate_data,
+    model_coords,
+    per_unit_effects,
+    poisson_kernel,
+    standardised_covariates,
+    sum_by_patient,
+    unique_rows,
+)
 from models.priors import Priors, effect_prior, log_baseline
 from models.survival_data import Cells, PersonPeriod, check_cuts, exposure_to, poisson_loglik
 
@@ -35,6 +45,8 @@ def build_competing(
     cause_names: Sequence[str],
     log_rate_center: np.ndarray,
     priors: Priors | None = None,
+    x_center: Sequence[float] | np.ndarray | None = None,
+    x_scale: Sequence[float] | np.ndarray | None = None,
 ) -> pm.Model:
     """Cause-specific PEM as a ``pm.Model`` (dims ``cause``, ``interval``, ``covariate``).
 
@@ -44,8 +56,12 @@ def build_competing(
         A grid with ``events`` of shape ``(J, m, K)`` (``collapse(..., n_causes=K)``).
     log_rate_center
         Log crude rate of each cause (length ``K``).
+    x_center, x_scale
+        Per covariate, the centre and scale (default 0 and 1), as in
+        :func:`models.pem.build_pem`.
 
-    Data containers: ``pattern_x`` (if covariates), ``exposure`` (interval x pattern),
+    Data containers: ``pattern_x``, ``x_center``, ``x_scale`` (if covariates), ``exposure``
+    (interval x pattern),
     ``events`` (cause x interval x pattern), ``log_rate_center`` (cause).
     """
     priors = priors or Priors()
@@ -56,45 +72,49 @@ def build_competing(
     coords = model_coords(cuts, covariate_names, cells.n_patterns)
     coords["cause"] = list(cause_names)
     with pm.Model(coords=coords) as model:
-        data = competing_data(cells, log_rate_center)
+        data = competing_data(cells, log_rate_center, x_center, x_scale)
         exposure = pm.Data("exposure", data["exposure"], dims=("interval", "cell_pattern"))
         events = pm.Data("events", data["events"], dims=("cause", "interval", "cell_pattern"))
         center = pm.Data("log_rate_center", data["log_rate_center"], dims="cause")
         log_h0 = log_baseline(priors, center, n_intervals, n_causes=n_causes)
         eta = log_h0[:, :, None]  # (cause, interval, pattern)
         if n_cov:
-            x = pm.Data("pattern_x", data["pattern_x"], dims=("cell_pattern", "covariate"))
-            beta = cause_effects(priors, n_causes)
+            z, scale = standardised_covariates(data)
+            beta_std = cause_effects(priors, n_causes)
+            beta = per_unit_effects(beta_std, scale)
             pm.Deterministic("hr", pt.exp(beta), dims=("covariate", "cause"))
-            eta = eta + pt.dot(x, beta).T[:, None, :]
+            eta = eta + pt.dot(z, beta_std).T[:, None, :]
         pm.Potential("loglik", poisson_kernel(events, exposure[None, :, :], eta))
     return model
 
 
 def cause_effects(priors: Priors, n_causes: int) -> pt.TensorVariable:
-    """Log-HRs ``beta`` with dims (covariate, cause), partially pooled across causes."""
+    """Log-HRs per scale unit ``beta_std`` (covariate, cause), partially pooled across causes."""
     dims = ("covariate", "cause")
     if n_causes == 1:
-        return effect_prior("beta", priors, dims)
+        return effect_prior("beta_std", priors, dims)
     rho = pm.Beta("effect_rho", 2.0, 2.0, dims="covariate")
     common = effect_prior("beta_common_z", replace(priors, effect_sd=1.0), "covariate")
     own = pm.Normal("beta_cause_z", 0.0, 1.0, dims=dims)
     beta = priors.effect_sd * (
         pt.sqrt(rho)[:, None] * common[:, None] + pt.sqrt(1.0 - rho)[:, None] * own
     )
-    return pm.Deterministic("beta", beta, dims=dims)
+    return pm.Deterministic("beta_std", beta, dims=dims)
 
 
-def competing_data(cells: Cells, log_rate_center: np.ndarray) -> dict[str, np.ndarray]:
+def competing_data(
+    cells: Cells,
+    log_rate_center: np.ndarray,
+    x_center: Sequence[float] | np.ndarray | None = None,
+    x_scale: Sequence[float] | np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """The ``pm.Data`` values of :func:`build_competing` for new data (for ``with_data``)."""
     data = {
         "exposure": np.asarray(cells.exposure, float),
         "events": np.moveaxis(np.asarray(cells.events, float), -1, 0),
         "log_rate_center": np.asarray(log_rate_center, float),
     }
-    if cells.x.shape[1]:
-        data["pattern_x"] = np.asarray(cells.x, float)
-    return data
+    return {**data, **covariate_data(cells, x_center, x_scale)}
 
 
 def cause_log_rates(time: np.ndarray, event: np.ndarray, n_causes: int) -> np.ndarray:
@@ -138,8 +158,9 @@ def cif_curves(log_h: np.ndarray, cuts: np.ndarray, times: np.ndarray) -> np.nda
 def standardized_cif(
     log_h0: np.ndarray, beta: np.ndarray | None, x: np.ndarray, cuts: np.ndarray, times: np.ndarray
 ) -> np.ndarray:
-    """The average of the patients' predicted CIFs (rows of ``x``): (..., K, T)."""
-    patterns, counts = _patterns(x)
+    """The average of the patients' predicted CIFs (rows of ``x``, on the scale of ``log_h0``:
+    minus the centre when ``log_h0`` is the baseline at the covariate centre): (..., K, T)."""
+    patterns, counts = unique_rows(x)
     out = 0.0
     for row, count in zip(patterns, counts, strict=True):
         out = out + count * cif_curves(cause_log_hazard(log_h0, beta, row), cuts, times)
@@ -159,20 +180,13 @@ def standardized_net_survival(
     With ``causes`` the recurrence types this is recurrence-free survival with deaths without
     recurrence censored (the cohort's RFS end point).
     """
-    patterns, counts = _patterns(x)
+    patterns, counts = unique_rows(x)
     spent = exposure_to(cuts, times)  # (T, J)
     out = 0.0
     for row, count in zip(patterns, counts, strict=True):
         h = np.exp(cause_log_hazard(log_h0, beta, row))[..., list(causes), :].sum(axis=-2)
         out = out + count * np.exp(-(h @ spent.T))
     return np.asarray(out) / counts.sum()
-
-
-def _patterns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, float)
-    if x.shape[1] == 0:
-        return np.zeros((1, 0)), np.array([x.shape[0]])
-    return np.unique(x, axis=0, return_counts=True)
 
 
 def pointwise_loglik(

@@ -1,9 +1,14 @@
 """Bayesian piecewise-exponential (PEM) survival model, and its derived quantities.
 
-``log hazard(patient i, interval j) = log_h0[j] + x_i . beta``: a Poisson likelihood on the event
-counts of each cell (interval x covariate pattern, or person-period row) with a ``log(exposure)``
-offset. The builder takes arrays and returns a ``pm.Model`` whose data are ``pm.Data``, so one
-compiled model is refit on new data of the same shapes.
+``log hazard(patient i, interval j) = log_h0[j] + ((x_i - centre) / scale) . beta_std``: a
+Poisson likelihood on the event counts of each cell (interval x covariate pattern, or
+person-period row) with a ``log(exposure)`` offset. The covariates are centred and scaled inside
+the model (``x_center``, ``x_scale`` are data), so the sampler sees standardised covariates
+whatever their origin and unit: ``log_h0`` is the log baseline hazard at the centre, the prior is
+on ``beta_std`` (the log HR per ``scale`` units), and ``beta = beta_std / scale`` (a
+deterministic) is the log HR per unit of the covariate as given. The builder takes arrays and
+returns a ``pm.Model`` whose data are ``pm.Data``, so one compiled model is refit on new data of
+the same shapes.
 
 The derived quantities (survival curves, RMST, median) are plain NumPy functions of the posterior
 (or prior) draws; they apply to any array of draws with the interval on the last axis.
@@ -64,6 +69,8 @@ def build_pem(
     log_rate_center: float,
     priors: Priors | None = None,
     prior_as_data: bool = False,
+    x_center: Sequence[float] | np.ndarray | None = None,
+    x_scale: Sequence[float] | np.ndarray | None = None,
 ) -> pm.Model:
     """The PEM as a ``pm.Model``.
 
@@ -79,16 +86,21 @@ def build_pem(
     covariate_names
         One name per column of ``cells.x`` (the ``covariate`` coord); may be empty.
     log_rate_center
-        Log of the cohort's crude event rate (events per month): the centre of the baseline.
+        Log of the cohort's crude event rate (events per month): the prior centre of the
+        baseline at the covariate centre.
     priors
         Prior settings (default :class:`models.priors.Priors`).
     prior_as_data
         Make the log-HR prior's scale and family data too
         (:func:`models.priors.effect_prior_as_data`), so one compiled model is refit under
         other priors (sensitivity analysis). Same prior; no prior predictive sampling.
+    x_center, x_scale
+        Per covariate, the value subtracted and the divisor (default 0 and 1: no centring);
+        see :func:`covariate_transform`.
 
-    Data containers (swap with ``pm.set_data`` or nutpie's ``with_data``): ``pattern_x`` (if
-    covariates), ``exposure``, ``events`` (interval x pattern), ``log_rate_center``.
+    Data containers (swap with ``pm.set_data`` or nutpie's ``with_data``): ``pattern_x``,
+    ``x_center``, ``x_scale`` (if covariates), ``exposure``, ``events`` (interval x pattern),
+    ``log_rate_center``.
     """
     priors = priors or Priors()
     n_intervals = len(check_cuts(cuts))
@@ -97,7 +109,7 @@ def build_pem(
         raise ValueError("covariate_names must name every column of cells.x")
     coords = model_coords(cuts, covariate_names, cells.n_patterns)
     with pm.Model(coords=coords) as model:
-        data = pem_data(cells, log_rate_center)
+        data = pem_data(cells, log_rate_center, x_center, x_scale)
         dims = ("interval", "cell_pattern")
         exposure = pm.Data("exposure", data["exposure"], dims=dims)
         events = pm.Data("events", data["events"], dims=dims)
@@ -105,25 +117,72 @@ def build_pem(
         log_h0 = log_baseline(priors, center, n_intervals)
         eta = log_h0[:, None]
         if n_cov:
-            x = pm.Data("pattern_x", data["pattern_x"], dims=("cell_pattern", "covariate"))
+            z = standardised_covariates(data)
             make_prior = effect_prior_as_data if prior_as_data else effect_prior
-            beta = make_prior("beta", priors, "covariate")
+            beta_std = make_prior("beta_std", priors, "covariate")
+            beta = per_unit_effects(beta_std, z[1])
             pm.Deterministic("hr", pt.exp(beta), dims="covariate")
-            eta = eta + pt.dot(x, beta)[None, :]
+            eta = eta + pt.dot(z[0], beta_std)[None, :]
         pm.Potential("loglik", poisson_kernel(events, exposure, eta))
     return model
 
 
-def pem_data(cells: Cells, log_rate_center: float) -> dict[str, np.ndarray]:
+def standardised_covariates(data: dict[str, np.ndarray]) -> tuple[pt.TensorVariable, ...]:
+    """``pm.Data`` of the covariate patterns, centre and scale; returns the standardised
+    patterns ``(x - centre) / scale`` (pattern x covariate) and the scale."""
+    x = pm.Data("pattern_x", data["pattern_x"], dims=("cell_pattern", "covariate"))
+    center = pm.Data("x_center", data["x_center"], dims="covariate")
+    scale = pm.Data("x_scale", data["x_scale"], dims="covariate")
+    return (x - center) / scale, scale
+
+
+def per_unit_effects(beta_std: pt.TensorVariable, scale: pt.TensorVariable) -> pt.TensorVariable:
+    """The deterministic ``beta``: log HR per unit of each covariate (``beta_std / scale``;
+    the covariate is the first dim of ``beta_std``)."""
+    dims = ("covariate",) if beta_std.ndim == 1 else ("covariate", "cause")
+    s = scale if beta_std.ndim == 1 else scale[:, None]
+    return pm.Deterministic("beta", beta_std / s, dims=dims)
+
+
+def covariate_transform(
+    p: int,
+    x_center: Sequence[float] | np.ndarray | None,
+    x_scale: Sequence[float] | np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale of ``p`` covariates (default 0 and 1); scales must be positive."""
+    center = np.zeros(p) if x_center is None else np.asarray(x_center, float).reshape(p)
+    scale = np.ones(p) if x_scale is None else np.asarray(x_scale, float).reshape(p)
+    if not (np.all(np.isfinite(center)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ValueError("x_center must be finite and x_scale finite and positive")
+    return center, scale
+
+
+def pem_data(
+    cells: Cells,
+    log_rate_center: float,
+    x_center: Sequence[float] | np.ndarray | None = None,
+    x_scale: Sequence[float] | np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """The ``pm.Data`` values of :func:`build_pem` for new data (for ``with_data``)."""
     data = {
         "exposure": np.asarray(cells.exposure, float),
         "events": np.asarray(cells.events, float),
         "log_rate_center": np.asarray(float(log_rate_center)),
     }
-    if cells.x.shape[1]:
-        data["pattern_x"] = np.asarray(cells.x, float)
-    return data
+    return {**data, **covariate_data(cells, x_center, x_scale)}
+
+
+def covariate_data(
+    cells: Cells,
+    x_center: Sequence[float] | np.ndarray | None,
+    x_scale: Sequence[float] | np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """``pattern_x``, ``x_center`` and ``x_scale`` (none without covariates)."""
+    p = cells.x.shape[1]
+    if not p:
+        return {}
+    center, scale = covariate_transform(p, x_center, x_scale)
+    return {"pattern_x": np.asarray(cells.x, float), "x_center": center, "x_scale": scale}
 
 
 def linear_predictor(beta: np.ndarray | None, x: np.ndarray) -> np.ndarray:
@@ -159,6 +218,31 @@ def survival_curves(
     if risk.ndim < h0.ndim:
         risk = np.broadcast_to(risk, (*h0.shape[:-1], risk.shape[-1]))
     return np.exp(-h0[..., None, :] * risk[..., :, None])
+
+
+def standardized_survival(
+    log_h0: np.ndarray, beta: np.ndarray | None, x: np.ndarray, cuts: np.ndarray, times: np.ndarray
+) -> np.ndarray:
+    """The average of the patients' predicted survival curves (rows of ``x``): (..., T).
+
+    ``x`` must be on the scale of ``log_h0`` (rows minus the centre when ``log_h0`` is the
+    baseline at the covariate centre). Each distinct row is computed once.
+    """
+    h0 = cumulative_hazard(log_h0, cuts, times)  # (..., T)
+    rows, counts = unique_rows(x)
+    out = 0.0
+    for row, count in zip(rows, counts, strict=True):
+        risk = np.exp(linear_predictor(beta, row[None, :]))  # (..., 1)
+        out = out + count * np.exp(-h0 * risk)
+    return np.asarray(out) / counts.sum()
+
+
+def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``x`` (n, p) and how often each occurs (one empty row when p = 0)."""
+    x = np.asarray(x, float)
+    if x.shape[1] == 0:
+        return np.zeros((1, 0)), np.array([x.shape[0]])
+    return np.unique(x, axis=0, return_counts=True)
 
 
 def rmst(log_h: np.ndarray, cuts: np.ndarray, horizon: float) -> np.ndarray:

@@ -130,6 +130,7 @@ def fit_model(
     settings: SamplerSettings | None = None,
     compiled: Compiled | None = None,
     attrs: dict[str, Any] | None = None,
+    keep_rows: bool = True,
 ) -> tuple[FitResult, Compiled]:
     """Sample the posterior of one model on ``data``.
 
@@ -146,6 +147,11 @@ def fit_model(
         else a new one is compiled.
     attrs
         Extra attributes for the posterior (end point, subset, ...).
+    keep_rows
+        Save the patient-level data (``observed_data``, and times, covariates and cells in
+        ``constant_data``). ``False`` for a user's own file: the saved fit then records the
+        file name, not its rows (``constant_data`` keeps the cut points, covariate centres and
+        scales, and the events and exposure per interval).
 
     Returns
     -------
@@ -169,7 +175,7 @@ def fit_model(
     else:
         idata = _sample_pymc(compiled, data, settings, priors)
     sampling = time.perf_counter() - t0
-    idata = _finish(idata, kind_obj, data, priors, settings, compiled)
+    idata = _finish(idata, kind_obj, data, compiled, keep_rows)
     prior = sample_prior(kind, data, priors, seed=settings.seed)
     idata.add_groups({"prior": prior})
     info = {
@@ -235,6 +241,8 @@ def _sample_pymc(
     import pymc as pm
 
     model = compiled.model
+    logging.getLogger("pymc").setLevel(logging.ERROR)  # progress lines and short-chain notes:
+    # the bar (R-hat, ESS, divergences) is measured and reported by vlms
     with model, _interruptible() as interrupted:
         pm.set_data(compiled.kind.data_dict(data))
         try:
@@ -282,14 +290,7 @@ def _interruptible() -> Iterator[list[int]]:
             signal.signal(sig, previous)
 
 
-def _finish(
-    idata: Any,
-    kind: Any,
-    data: FitData,
-    priors: Priors,
-    settings: SamplerSettings,
-    compiled: Compiled,
-) -> Any:
+def _finish(idata: Any, kind: Any, data: FitData, compiled: Compiled, keep_rows: bool) -> Any:
     """Name the covariates, drop spare slots, add derived quantities and the other groups."""
     post = idata.posterior
     keep = stored_names(compiled.model)
@@ -306,6 +307,9 @@ def _finish(
         "observed_data": xr.Dataset(kind.observed(data), coords={"patient": np.arange(data.n)}),
         "constant_data": _constant_data(data, n_cov),
     }
+    if not keep_rows:
+        del groups["observed_data"]
+        groups["constant_data"] = _aggregate_data(data, n_cov)
     stats = idata.sample_stats
     new = idata.__class__(posterior=post, sample_stats=stats)
     new.add_groups(groups)
@@ -345,12 +349,35 @@ def _constant_data(data: FitData, n_cov: int) -> xr.Dataset:
     if n_cov:
         ds["x"] = (("patient", "covariate"), data.x)
         ds["pattern_x"] = (("cell_pattern", "covariate"), cells.x[:, :n_cov])
+        ds["x_center"] = (("covariate",), data.center)
+        ds["x_scale"] = (("covariate",), data.scale_slots()[:n_cov])
         ds = ds.assign_coords(covariate=list(data.covariate_names))
     if data.n_causes:
         ds["events"] = ((*grid, "cause"), cells.events)
         ds = ds.assign_coords(cause=list(data.cause_names))
     else:
         ds["events"] = (grid, cells.events)
+    return ds
+
+
+def _aggregate_data(data: FitData, n_cov: int) -> xr.Dataset:
+    """Constant data without patient rows: cut points, covariate coding, totals per interval."""
+    cells = data.cells()
+    events = np.asarray(cells.events).sum(axis=1)
+    if events.ndim == 2:
+        events = events.sum(axis=1)
+    ds = xr.Dataset(
+        {
+            "cut_points": (("interval",), data.cuts),
+            "exposure_total": (("interval",), cells.exposure.sum(axis=1)),
+            "events_total": (("interval",), events),
+        },
+        coords={"interval": interval_labels(data.cuts)},
+    )
+    if n_cov:
+        ds["x_center"] = (("covariate",), data.center)
+        ds["x_scale"] = (("covariate",), data.scale_slots()[:n_cov])
+        ds = ds.assign_coords(covariate=list(data.covariate_names))
     return ds
 
 
@@ -384,6 +411,8 @@ def _set_attrs(
         "model_kind": kind,
         "model_description": _describe(kind, data),
         "covariates": ",".join(data.covariate_names) or "(none)",
+        **coding_attrs(data),
+        "intervals": INTERVALS,
         "n": data.n,
         "n_dropped_missing_covariate": data.n_dropped,
         "events": int(np.sum(data.event > 0)),
@@ -411,14 +440,38 @@ def _set_attrs(
         getattr(idata, group).attrs.update(_netcdf_safe(attrs))
 
 
+INTERVALS = "95% equal-tailed (the 2.5% and 97.5% posterior quantiles)"
+CENTRING = (
+    "covariates enter as (x - centre) / scale: a numeric column is centred at its mean and "
+    "scaled by its SD; a two-valued column keeps its lower value as the reference (0 of a 0/1 "
+    "column) and is scaled by the gap between its values (1 for 0/1); log_h0 is the log "
+    "baseline hazard at the centre (its prior is at the crude rate there); beta = log HR per "
+    "unit of the column as given, beta_std = per scale unit (the log-HR prior is on beta_std)"
+)
+
+
+def coding_attrs(data: FitData) -> dict[str, Any]:
+    """How the covariates entered the model, for the NetCDF attributes."""
+    if not data.covariate_names:
+        return {}
+    codings = data.codings
+    return {
+        "covariate_centring": CENTRING,
+        "covariate_kind": ",".join(c.kind for c in codings),
+        "covariate_center": [c.center for c in codings],
+        "covariate_scale": [c.scale for c in codings],
+    }
+
+
 def _describe(kind: str, data: FitData) -> str:
     cov = " + ".join(data.covariate_names) or "1"
+    terms = "((x - centre) / scale) . beta_std" if data.covariate_names else "0"
     if kind == "pem":
         return (
-            f"piecewise-exponential: log h(t | x) = log h0[interval] + x . beta; x = {cov}; "
+            f"piecewise-exponential: log h(t | x) = log h0[interval] + {terms}; x = {cov}; "
             "Poisson likelihood on collapsed counts with log-exposure offset"
         )
-    return f"cause-specific piecewise-exponential hazards; x = {cov}"
+    return f"cause-specific piecewise-exponential hazards: log h_k = log h0[k, interval] + {terms}"
 
 
 def _version(package: str) -> str:

@@ -4,6 +4,10 @@ A kind turns a :class:`~analysis.inference.data.FitData` into a PyMC model (``bu
 arrays that the compiled model takes (``data_dict``, for refits on new data of the same
 structure), and turns posterior (or prior) draws into derived quantities (``derived``) and a
 per-patient log-likelihood (``loglik``).
+
+The models' ``log_h0`` is the baseline at the covariate centre (``FitData.center``: the mean of a
+numeric covariate, the lower value of a two-valued one) and ``beta`` is per unit of each
+covariate, so every derived quantity takes covariate rows minus the centre.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from analysis.inference.data import FitData
 from models.priors import Priors
 from models.survival_data import binary_patterns
 
+AVERAGED = "averaged over the patients' covariates (the mean of each patient's predicted curve)"
 RMST_HORIZON = 60.0
 MEDIAN_CAP = 120.0
 """Median survival is reported capped at 10 years (beyond, the data say little)."""
@@ -38,27 +43,43 @@ class PemKind:
             covariate_names=data.slot_names,
             log_rate_center=data.log_rate_center(),
             priors=priors,
+            x_center=data.center_slots(),
+            x_scale=data.scale_slots(),
         )
 
     def data_dict(self, data: FitData) -> dict[str, np.ndarray]:
         from models.pem import pem_data
 
-        return pem_data(data.cells(), data.log_rate_center())
+        return pem_data(
+            data.cells(), data.log_rate_center(), data.center_slots(), data.scale_slots()
+        )
 
     def derived(self, post: xr.Dataset, data: FitData) -> xr.Dataset:
-        """Survival curves, RMST at 60 months and capped median per covariate pattern."""
-        from models.pem import linear_predictor, median_survival, rmst, survival_curves
+        """Survival curves, RMST at 60 months and capped median per covariate pattern, and the
+        survival curve averaged over the patients' covariates."""
+        from models.pem import (
+            linear_predictor,
+            median_survival,
+            rmst,
+            standardized_survival,
+            survival_curves,
+        )
 
         log_h0 = post["log_h0"].values
         beta = post["beta"].values if "beta" in post else None
         profiles, labels = curve_profiles(data)
-        curves = survival_curves(log_h0, beta, profiles, data.cuts, data.curve_times)
-        log_h = log_h0[..., None, :] + linear_predictor(beta, profiles)[..., :, None]
+        centred = profiles - data.center
+        curves = survival_curves(log_h0, beta, centred, data.cuts, data.curve_times)
+        log_h = log_h0[..., None, :] + linear_predictor(beta, centred)[..., :, None]
+        cohort = standardized_survival(
+            log_h0, beta, data.x - data.center, data.cuts, data.curve_times
+        )
         dims = ("chain", "draw")
         coords = {"pattern": labels, "time": data.curve_times}
-        return xr.Dataset(
+        ds = xr.Dataset(
             {
                 "survival": ((*dims, "pattern", "time"), curves),
+                "survival_averaged": ((*dims, "time"), cohort),
                 "rmst_60": ((*dims, "pattern"), rmst(log_h, data.cuts, RMST_HORIZON)),
                 "median_survival_capped": (
                     (*dims, "pattern"),
@@ -67,12 +88,14 @@ class PemKind:
             },
             coords=coords,
         )
+        ds["survival_averaged"].attrs["meaning"] = AVERAGED
+        return ds
 
     def loglik(self, post: xr.Dataset, data: FitData) -> np.ndarray:
         from models.pem import pointwise_loglik
 
         beta = post["beta"].values if "beta" in post else None
-        pp = data.person_period(padded=False)
+        pp = data.person_period(padded=False, centred=True)
         return pointwise_loglik(post["log_h0"].values, beta, pp, data.n)
 
     def observed(self, data: FitData) -> dict[str, Any]:
@@ -100,12 +123,16 @@ class CompetingKind:
             cause_names=data.cause_names,
             log_rate_center=self._centers(data),
             priors=priors,
+            x_center=data.center_slots(),
+            x_scale=data.scale_slots(),
         )
 
     def data_dict(self, data: FitData) -> dict[str, np.ndarray]:
         from models.competing import competing_data
 
-        return competing_data(data.cells(), self._centers(data))
+        return competing_data(
+            data.cells(), self._centers(data), data.center_slots(), data.scale_slots()
+        )
 
     def recurrence_causes(self, data: FitData) -> list[int]:
         """Indices of the causes that are recurrences (all but death without recurrence)."""
@@ -119,7 +146,7 @@ class CompetingKind:
         beta = None
         if "beta" in post:
             beta = post["beta"].transpose(..., "covariate", "cause").values
-        x = data.x
+        x = data.x - data.center
         times = data.curve_times
         cif = standardized_cif(log_h0, beta, x, data.cuts, times)
         at = standardized_cif(log_h0, beta, x, data.cuts, np.array([24.0, 60.0]))
@@ -134,7 +161,7 @@ class CompetingKind:
             },
             coords={"cause": list(data.cause_names), "time": times, "horizon": [24.0, 60.0]},
         )
-        ds["cif"].attrs["meaning"] = "cumulative incidence, averaged over the patients' covariates"
+        ds["cif"].attrs["meaning"] = f"cumulative incidence, {AVERAGED}"
         ds["recurrence_free_survival"].attrs["causes_counted"] = ",".join(
             data.cause_names[k] for k in rec
         )
@@ -147,7 +174,8 @@ class CompetingKind:
         beta = None
         if "beta" in post:
             beta = post["beta"].transpose(..., "covariate", "cause").values
-        return pointwise_loglik(log_h0, beta, data.person_period(padded=False), data.n)
+        pp = data.person_period(padded=False, centred=True)
+        return pointwise_loglik(log_h0, beta, pp, data.n)
 
     def observed(self, data: FitData) -> dict[str, Any]:
         return {"event": (("patient",), data.event.astype(int))}
@@ -163,10 +191,8 @@ def stored_names(model: Any) -> list[str]:
 
 
 def curve_profiles(data: FitData) -> tuple[np.ndarray, list[str]]:
-    """Covariate profiles for the curves: every 0/1 pattern of the covariates.
-
-    Non-binary covariates: the reference (all zero) and each covariate at its mean.
-    """
+    """Covariate profiles for the curves: every 0/1 pattern of up to 4 binary covariates;
+    otherwise the reference (a zero of a numeric column may lie far outside the data)."""
     p = len(data.covariate_names)
     if p == 0:
         return np.zeros((1, 0)), ["all"]
@@ -177,6 +203,6 @@ def curve_profiles(data: FitData) -> tuple[np.ndarray, list[str]]:
             for row in pats
         ]
     else:
-        pats = np.vstack([np.zeros(p), data.x.mean(axis=0)])
-        labels = ["reference (all 0)", "covariate means"]
+        pats = data.center[None, :]
+        labels = ["reference (numeric covariates at their means, others at their lower value)"]
     return pats, labels

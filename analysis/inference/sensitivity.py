@@ -52,13 +52,15 @@ REFIT_TARGET_ACCEPT = 0.99
 with 2000 draws, a Normal(0, 0.5) refit each gave one divergence (measured on the
 reconstruction)."""
 
-SAMPLED_VARS = ["beta_z", "beta", "hr", "log_h0", "log_h_level_z", "rw_sigma", "rw_z"]
+SAMPLED_VARS = [
+    "beta_std_z", "beta_std", "beta", "hr", "log_h0", "log_h_level_z", "rw_sigma", "rw_z",
+]  # fmt: skip
 
 
 def _data_dict(data: FitData, priors: Priors) -> dict[str, np.ndarray]:
-    from models.pem import pem_data
+    from analysis.inference.kinds import KINDS
 
-    return {**pem_data(data.cells(), data.log_rate_center()), **effect_prior_data(priors)}
+    return {**KINDS["pem"].data_dict(data), **effect_prior_data(priors)}
 
 
 def _baseline_key(p: Priors) -> tuple:
@@ -124,6 +126,8 @@ def run_sensitivity(
         log_rate_center=first.log_rate_center(),
         priors=dataclasses.replace(base_priors, **_effect_fields(first_prior)),
         prior_as_data=True,
+        x_center=first.center_slots(),
+        x_scale=first.scale_slots(),
     )
     t0 = time.perf_counter()
     names = [v for v in SAMPLED_VARS if v in model.named_vars]

@@ -321,10 +321,10 @@ def _expanded_runs(
 
 def _collapsed(cohort: Any, covs: dict[str, np.ndarray], cuts: np.ndarray) -> tuple[Any, dict]:
     from analysis.inference.data import make_fit_data
-    from models.pem import pem_data
+    from analysis.inference.kinds import KINDS
 
     data = make_fit_data(cohort.time, cohort.event, covs, cuts=cuts, slots=2)
-    return data, pem_data(data.cells(), data.log_rate_center())
+    return data, KINDS["pem"].data_dict(data)
 
 
 def _nutpie(nutpie: Any, model: Any, settings: Any) -> Any:

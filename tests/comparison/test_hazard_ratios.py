@@ -184,7 +184,8 @@ def test_prior_as_data_has_the_registry_model_density(family, small_cohort_csv) 
         base["rw_z"] = rng.normal(0, 1, len(data.cuts) - 1)
         beta = np.array([1.7 * z[2]])
         diffs.append(
-            f_ref({**base, "beta": beta}) - f_sens({**base, "beta_z": beta / priors.effect_sd})
+            f_ref({**base, "beta_std": beta})
+            - f_sens({**base, "beta_std_z": beta / priors.effect_sd})
         )
     assert np.ptp(diffs) < 1e-7
     if family == "normal":  # the constant: -log(sd) (Jacobian) - log(2 pi) / 2 (dropped)

@@ -71,13 +71,13 @@ def test_pem_mode_equals_cox_estimate() -> None:
     j = len(cuts) - 1
 
     def unpack(u: np.ndarray) -> dict[str, np.ndarray]:  # u: log h offsets, beta (well scaled)
-        return {"log_h_z": u[:j] / level_sd, "beta": u[j:]}
+        return {"log_h_z": u[:j] / level_sd, "beta_std": u[j:]}
 
     def f(u: np.ndarray) -> float:
         return -float(logp(unpack(u)))
 
     def g(u: np.ndarray) -> np.ndarray:
-        grad = dlogp(unpack(u))  # order of model.value_vars: log_h_z, beta
+        grad = dlogp(unpack(u))  # order of model.value_vars: log_h_z, beta_std
         return -np.concatenate([grad[:j] / level_sd, grad[j:]])
 
     res = minimize(f, np.zeros(j + 2), jac=g, method="BFGS", options={"gtol": 1e-10})

@@ -125,7 +125,7 @@ def test_pymc_model_loglik_expanded_vs_collapsed() -> None:
             "log_h_level_z": rng.normal(),
             "rw_sigma_log__": rng.normal(-1, 0.3),
             "rw_z": rng.normal(size=len(CUTS) - 1),
-            "beta": rng.normal(size=2),
+            "beta_std": rng.normal(size=2),
         }
         diffs.append(f_rows(point) - f_cells(point))
     assert np.ptp(diffs) < 1e-8
