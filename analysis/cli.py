@@ -16,11 +16,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from analysis.core.errors import VlmsInputError
+from analysis.core.paths import project_path
 
-DEFAULT_COHORT = Path("data/cohort.csv")
-DEFAULT_PUBLISHED = Path("data/published.toml")
+DEFAULT_COHORT = project_path("data/cohort.csv")
+DEFAULT_PUBLISHED = project_path("data/published.toml")
 DEFAULT_REPORTS = Path("reports")
 DEFAULT_SEED = 20260101
+LIBRARIES = (
+    r"(pytensor|pymc|arviz|nutpie|numba|xarray|lifelines|matplotlib|h5netcdf|h5py|numpy|pandas"
+    r"|scipy)(\.|$)"
+)
+"""Modules whose warnings ``vlms`` does not print: what they warn about (divergences, R-hat,
+ESS, convergence of a Cox fit) is measured and reported by vlms itself."""
 
 
 def _csv_floats(text: str) -> list[float]:
@@ -37,15 +44,40 @@ def _csv_names(text: str) -> list[str]:
 
 
 def _add_data_args(p: argparse.ArgumentParser, *, required: bool) -> None:
-    p.add_argument("--data", type=Path, required=required, help="a comma-separated file")
-    p.add_argument("--time", help="column of follow-up times (months)")
     p.add_argument(
-        "--event", help="column of event codes: 0 censored, 1 event (with --competing: 1..K cause)"
+        "--data",
+        type=Path,
+        required=required,
+        help="your comma-separated file with a header row (default: none: the paper's cohort "
+        "and analyses)",
     )
-    p.add_argument("--covariates", type=_csv_names, default=[], help="numeric columns, A,B,...")
-    p.add_argument("--competing", action="store_true", help="event codes are causes 1..K")
-    p.add_argument("--times", type=_csv_floats, help="report times t1,t2,... (months)")
-    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument(
+        "--time", help="column of follow-up times, all > 0 (no default: required with --data)"
+    )
+    p.add_argument(
+        "--event",
+        help="column of event codes: 0 censored, 1 event; with --competing 0 censored, 1..9 the "
+        "cause (no default: required with --data)",
+    )
+    p.add_argument(
+        "--covariates",
+        type=_csv_names,
+        default=[],
+        help="numeric columns A,B,...; rows with a missing value (empty, NA, #N/A) are dropped "
+        "and counted (default: none)",
+    )
+    p.add_argument(
+        "--competing",
+        action="store_true",
+        help="the event codes are causes 1..K, each keeping its code (default: off: 0/1 event)",
+    )
+    p.add_argument(
+        "--times",
+        type=_csv_floats,
+        help="times t1,t2,... (>= 0, in the data's unit) at which to report survival or "
+        "cumulative incidence (default: none printed)",
+    )
+    p.add_argument("--json", type=Path, help="also write the results as JSON here (default: no)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,33 +136,105 @@ def build_parser() -> argparse.ArgumentParser:
         "fit",
         "analysis.inference.fit_command:run_cli",
         "Sample posteriors. Without --data: every model in the registry on data/cohort.csv, "
-        "to reports/fits/. With --data: a piecewise-exponential model on your CSV.",
+        "to reports/fits/. With --data: a piecewise-exponential model (--competing: "
+        "cause-specific hazards) on your CSV; exit status 3 if the fit misses the sampling bar.",
     )
     _add_data_args(p, required=False)
-    p.add_argument("--cuts", type=_csv_floats, help="interval cut points in months, 0,6,12,...")
-    p.add_argument("--prior-sd", type=float, default=1.0, help="sd of the log-HR prior")
-    p.add_argument("--prior-family", choices=["normal", "student_t"], default="normal")
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
+    p.add_argument(
+        "--cuts",
+        type=_csv_floats,
+        help="interval starts 0,c1,c2,... in the data's time unit (default: 0,6,12,24,36,60,84,"
+        "120 up to the longest follow-up); change when most events fall in one interval",
+    )
+    p.add_argument(
+        "--prior-sd",
+        type=float,
+        default=1.0,
+        help="sd of the log-HR prior, per unit of a 0/1 covariate and per SD of a numeric one "
+        "(default: %(default)s: 95%% of prior HRs in 0.14-7.1); raise it for a vaguer prior",
+    )
+    p.add_argument(
+        "--prior-family",
+        choices=["normal", "student_t"],
+        default="normal",
+        help="log-HR prior family (default: %(default)s); student_t (3 df) lets the data pull a "
+        "large effect further from 1",
+    )
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=1000,
+        help="kept draws per chain (default: %(default)s); raise it if ESS is below 400",
+    )
+    p.add_argument(
+        "--tune",
+        type=int,
+        default=1000,
+        help="warm-up draws per chain (default: %(default)s); raise it if R-hat > 1.01",
+    )
+    p.add_argument(
+        "--chains",
+        type=int,
+        default=4,
+        help="independent chains (default: %(default)s); R-hat needs at least 2",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="random seed: the same seed gives the same numbers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=["nutpie", "pymc"],
+        default="nutpie",
+        help="NUTS implementation (default: %(default)s, compiled and fast); pymc if nutpie "
+        "cannot compile on your machine",
+    )
     p.add_argument(
         "--target-accept",
         type=float,
         default=0.95,
-        help="NUTS target acceptance; raise it (e.g. 0.99) if a fit reports divergences",
+        help="NUTS target acceptance (default: %(default)s); raise it (e.g. 0.99) if a fit "
+        "reports divergences",
     )
-    p.add_argument("--out", type=Path, help="write the InferenceData (NetCDF) here")
-    p.add_argument("--only", type=_csv_names, help="registry: fit only these model names")
-    p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
-    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write the InferenceData (NetCDF) here, for vlms diagnose/report --fit "
+        "(default: not written)",
+    )
+    p.add_argument(
+        "--only",
+        type=_csv_names,
+        help="registry: fit only these model names (default: all)",
+    )
+    p.add_argument(
+        "--cohort",
+        type=Path,
+        default=DEFAULT_COHORT,
+        help="registry: the cohort file (default: the project's data/cohort.csv)",
+    )
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=DEFAULT_REPORTS,
+        help="registry: where fits/ is written (default: %(default)s)",
+    )
 
     p = add(
-        "diagnose", "analysis.inference.diagnostics:run_cli", "ArviZ diagnostics of the saved fits."
+        "diagnose",
+        "analysis.inference.diagnostics:run_cli",
+        "ArviZ diagnostics (the sampling bar; trace, rank, energy and prior plots) of the saved "
+        "registry fits, or with --fit of one saved fit (e.g. from vlms fit --data --out).",
     )
     p.add_argument("--strict", action="store_true", help="exit 1 if any model misses the bar")
-    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+    p.add_argument("--fit", type=Path, help="one saved fit (NetCDF) to diagnose")
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        help="where diagnostics.md and figures/ go (default: reports; with --fit the fit's folder)",
+    )
 
     p = add(
         "compare",
@@ -144,11 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "report",
-        "analysis.reporting.html:run_cli",
-        "Draw the figures and write reports/index.html from saved outputs.",
+        "analysis.reporting.fit_page:run_cli",
+        "Draw the figures and write reports/index.html from saved outputs; with --fit, a "
+        "one-page report of one saved fit (e.g. from vlms fit --data --out).",
     )
     p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
-    p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+    p.add_argument("--fit", type=Path, help="one saved fit (NetCDF) to report on")
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        help="where the page and figures go (default: reports; with --fit the fit's folder)",
+    )
 
     p = add(
         "validate", "analysis.validation.sbc:run_cli", "Simulation-based calibration of the models."
@@ -207,6 +317,7 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vlms``; returns the exit status."""
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
+    warnings.filterwarnings("ignore", module=LIBRARIES)
     args = build_parser().parse_args(argv)
     handler = _resolve(args.handler)
     if handler is None:

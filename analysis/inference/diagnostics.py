@@ -11,7 +11,9 @@ reported alongside.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refacto
 import arviz as az  # noqa: E402
 
 from analysis.core.atomic import atomic_path, write_text  # noqa: E402
+from analysis.core.errors import VlmsInputError  # noqa: E402
 from analysis.core.parallel import fork_starmap  # noqa: E402
 
 RHAT_MAX = 1.01
@@ -47,7 +50,8 @@ def summarize(idata: Any, var_names: list[str] | None = None) -> pd.DataFrame:
     """
     post = idata.posterior
     names = var_names or list(post.data_vars)
-    summary = az.summary(idata, var_names=names, kind="all", hdi_prob=HDI_PROB, round_to="none")
+    with quiet():  # R-hat and ESS of a constant (S(0) = 1) divide 0 by 0: NaN, reported as such
+        summary = az.summary(idata, var_names=names, kind="all", hdi_prob=HDI_PROB, round_to="none")
     flat = _flatten(post[names])
     summary["median"] = [float(np.median(flat[r])) for r in summary.index]
     summary["eti_2.5%"] = [float(np.quantile(flat[r], 0.025)) for r in summary.index]
@@ -92,7 +96,18 @@ def treedepth_saturation(idata: Any) -> float:
 
 def bfmi(idata: Any) -> np.ndarray:
     """Bayesian fraction of missing information per chain."""
-    return np.asarray(az.bfmi(idata))
+    with quiet():
+        return np.asarray(az.bfmi(idata))
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence ArviZ's and NumPy's RuntimeWarnings (0/0 on constant quantities, few draws):
+    what they warn about is in the numbers (NaN R-hat, low ESS), which the bar reports."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def passes_bar(idata: Any, summary: pd.DataFrame | None = None) -> tuple[bool, dict[str, Any]]:
@@ -187,7 +202,7 @@ def plot_prior_survival(idata: Any, path: Path) -> Path:
         ax.fill_between(t, q[0], q[2], alpha=0.3, label=f"prior 90% band of {label}")
         ax.plot(t, q[1], label=f"prior median of {label}")
         ax.set_ylabel("probability")
-    ax.set_xlabel("months")
+    ax.set_xlabel(str(idata.posterior.attrs.get("time_unit", "months")))
     ax.set_ylim(0, 1)
     ax.set_title(f"Prior predictive: {idata.posterior.attrs.get('model_name', '')}")
     ax.legend()
@@ -221,11 +236,12 @@ def diagnose_fit(path: Path, figs: Path) -> dict[str, Any]:
     idata = load_fit(path)
     ok, d = passes_bar(idata, saved_summary(path))
     d["draws"] = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
-    plot_trace(idata, figs / f"trace_{name}.png")
-    plot_rank(idata, figs / f"rank_{name}.png")
-    plot_energy(idata, figs / f"energy_{name}.png")
-    if "prior" in idata.groups():
-        plot_prior_survival(idata, figs / f"prior_survival_{name}.png")
+    with quiet():
+        plot_trace(idata, figs / f"trace_{name}.png")
+        plot_rank(idata, figs / f"rank_{name}.png")
+        plot_energy(idata, figs / f"energy_{name}.png")
+        if "prior" in idata.groups():
+            plot_prior_survival(idata, figs / f"prior_survival_{name}.png")
     return {"name": name, "ok": ok, **d, "prior": prior_check(idata)}
 
 
@@ -263,9 +279,51 @@ def diagnose_dir(out_dir: Path, workers: int = 2) -> tuple[bool, str]:
     Fits are checked in up to ``workers`` processes side by side.
     """
     fits = sorted((Path(out_dir) / "fits").glob("*.nc"))
-    figs = Path(out_dir) / "figures"
-    jobs = [(p, figs) for p in fits]
-    results = fork_starmap(diagnose_fit, jobs, workers)
+    results = fork_starmap(diagnose_fit, [(p, Path(out_dir) / "figures") for p in fits], workers)
+    lines = bar_table(results)
+    lines += _prior_lines(results) + _timing_lines(Path(out_dir) / "fits" / "fit_log.csv")
+    lines += [
+        "",
+        "Figures: `figures/trace_<model>.png`, `figures/rank_<model>.png`, "
+        "`figures/energy_<model>.png`, `figures/prior_survival_<model>.png`.",
+        "",
+    ]
+    return bool(results) and all(r["ok"] for r in results), "\n".join(lines)
+
+
+def diagnose_one(path: Path, out_dir: Path) -> tuple[bool, str]:
+    """Diagnose one saved fit (a registry fit or ``vlms fit --data ... --out FILE.nc``): the
+    bar, and trace, rank, energy and prior predictive plots in ``<out_dir>/figures/``."""
+    check_fit_file(Path(path))
+    result = diagnose_fit(Path(path), Path(out_dir) / "figures")
+    name = result["name"]
+    lines = bar_table([result])
+    lines += [
+        "",
+        f"Figures: `figures/trace_{name}.png`, `figures/rank_{name}.png`, "
+        f"`figures/energy_{name}.png`, `figures/prior_survival_{name}.png`.",
+        "",
+    ]
+    return bool(result["ok"]), "\n".join(lines)
+
+
+def check_fit_file(path: Path) -> None:
+    """Raise ``VlmsInputError`` unless ``path`` is a saved fit (posterior and sampler stats)."""
+    if not path.is_file():
+        raise VlmsInputError("file not found", file=str(path))
+    try:
+        idata = load_fit(path)
+        ok = {"posterior", "sample_stats"} <= set(idata.groups())
+    except Exception:  # h5netcdf/xarray raise many types on a file that is not NetCDF
+        ok = False
+    if not ok:
+        raise VlmsInputError(
+            "not a saved fit (expected the NetCDF written by vlms fit --out)", file=str(path)
+        )
+
+
+def bar_table(results: list[dict[str, Any]]) -> list[str]:
+    """The markdown table of the bar, one row per diagnosed fit, and notes on misses."""
     lines = [
         "# Sampling diagnostics",
         "",
@@ -277,11 +335,9 @@ def diagnose_dir(out_dir: Path, workers: int = 2) -> tuple[bool, str]:
         "| tree-depth saturation | bar |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    all_ok = bool(results)
     notes: list[str] = []
     for d in results:
         name, ok = d["name"], d["ok"]
-        all_ok &= ok
         lines.append(
             f"| {name} | {d['draws']} | {d['max_rhat']:.4f} | {d['min_ess_bulk']:.0f} | "
             f"{d['min_ess_tail']:.0f} | {d['divergences']} | {d['min_bfmi']:.2f} | "
@@ -296,15 +352,7 @@ def diagnose_dir(out_dir: Path, workers: int = 2) -> tuple[bool, str]:
             notes.append(f"- {name}: low BFMI ({d['min_bfmi']:.2f})")
     if not results:
         lines.append("| (no fits found) | | | | | | | | MISSED |")
-    lines += ["", *notes] if notes else []
-    lines += _prior_lines(results) + _timing_lines(Path(out_dir) / "fits" / "fit_log.csv")
-    lines += [
-        "",
-        "Figures: `figures/trace_<model>.png`, `figures/rank_<model>.png`, "
-        "`figures/energy_<model>.png`, `figures/prior_survival_<model>.png`.",
-        "",
-    ]
-    return all_ok, "\n".join(lines)
+    return lines + (["", *notes] if notes else [])
 
 
 def _prior_lines(results: list[dict[str, Any]]) -> list[str]:
@@ -355,9 +403,18 @@ def _timing_lines(log_csv: Path) -> list[str]:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """``vlms diagnose [--strict]``: write reports/diagnostics.md and figures."""
-    all_ok, text = diagnose_dir(args.out_dir)
-    write_text(Path(args.out_dir) / "diagnostics.md", text)
+    """``vlms diagnose [--strict]``: write ``<out-dir>/diagnostics.md`` and figures; with
+    ``--fit FILE.nc``, ``<out-dir>/<name>.diagnostics.md`` and that fit's figures (out-dir: the
+    fit's folder unless given)."""
+    fit = getattr(args, "fit", None)
+    if fit is not None:
+        out_dir = Path(args.out_dir) if args.out_dir is not None else Path(fit).parent
+        all_ok, text = diagnose_one(Path(fit), out_dir)
+        write_text(out_dir / f"{Path(fit).stem}.diagnostics.md", text)
+    else:
+        out_dir = Path(args.out_dir) if args.out_dir is not None else Path("reports")
+        all_ok, text = diagnose_dir(out_dir)
+        write_text(out_dir / "diagnostics.md", text)
     print(text)
     if args.strict and not all_ok:
         return 1

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from analysis.core.errors import VlmsInputError
+from analysis.core.paths import project_path
 
-DEFAULT_PATH = Path("data/published.toml")
+DEFAULT_PATH = project_path("data/published.toml")
 
 COUNT_UNITS = frozenset({"patients", "specimens"})
 UNITS = COUNT_UNITS | {"years", "months", "proportion", "percent", "hazard_ratio", "p_value"}

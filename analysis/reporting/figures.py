@@ -201,6 +201,32 @@ def survival_panels(panels: Sequence[Panel], path: Path, suptitle: str = "") -> 
     return save_png(fig, path)
 
 
+def band_plot(
+    bands: Sequence[Band], path: Path, *, title: str, xlabel: str, ylabel: str, start: float
+) -> Path:
+    """Posterior median curves and 95% bands (no Kaplan-Meier); each curve starts at
+    ``start`` at time 0 (1 for survival, 0 for cumulative incidence)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.3))
+    for j, b in enumerate(bands):
+        color = COLORS[j % len(COLORS)]
+        keep = np.asarray(b.time) > 0
+        t = np.concatenate(([0.0], np.asarray(b.time)[keep]))
+        lo, med, hi = (
+            np.concatenate(([start], np.asarray(v)[keep])) for v in (b.lower, b.median, b.upper)
+        )
+        ax.fill_between(t, lo, hi, color=color, alpha=0.18, lw=0)
+        ax.plot(t, med, color=color, lw=1.5, label=f"{b.label}: median and 95% band")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
 # --------------------------------------------------------------------------- CIF
 
 

@@ -585,10 +585,12 @@ def draw_figures(out_dir: Path, cohort: Path) -> list[Path]:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``vlms report``: draw the figures, then write ``<out-dir>/index.html``."""
-    draw_figures(Path(args.out_dir), Path(args.cohort))
-    out = Path(args.out_dir) / "index.html"
-    text = build_html(Path(args.out_dir))
+    """``vlms report`` of the registry: draw the figures, then write ``<out-dir>/index.html``
+    (``vlms report --fit`` is :func:`analysis.reporting.fit_page.run_cli`)."""
+    out_dir = Path(args.out_dir) if args.out_dir is not None else Path("reports")
+    draw_figures(out_dir, Path(args.cohort))
+    out = out_dir / "index.html"
+    text = build_html(out_dir)
     write_text(out, text)
     print(f"wrote {out} ({len(text.encode('utf-8')) / 1e6:.1f} MB)")
     return 0
