@@ -279,6 +279,45 @@ def first_recurrence(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return time, cause
 
 
+EXAMPLE_NAME = "example.csv"
+"""The flat example table written beside the cohort (``data/example.csv``)."""
+
+
+def example_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The cohort as a flat survival table for ``vlms check/fit --data`` (the README's examples).
+
+    Columns: ``months`` and ``dead`` (DSS: 1 = death from disease), ``recurrence_months`` and
+    ``recurred`` (time to first recurrence), ``first_event_months`` and ``cause`` (first event:
+    0 none, 1 local, 2 distant, 3 local and distant, 4 death without recurrence), ``age``,
+    ``radiation`` (0/1), ``igf1r`` and ``beta_catenin`` (missing outside the TMA). No ids.
+    """
+    t_first, cause = first_recurrence(df)
+    return pd.DataFrame(
+        {
+            "months": df["followup_months"].to_numpy(float),
+            "dead": dss(df)[1],
+            "recurrence_months": df["recurrence_months"].to_numpy(float),
+            "recurred": rfs(df)[1],
+            "first_event_months": t_first,
+            "cause": cause,
+            "age": df["age"].to_numpy(float),
+            "radiation": radiation_any(df),
+            "igf1r": df["igf1r"].to_numpy(float),
+            "beta_catenin": df["beta_catenin"].to_numpy(float),
+        }
+    )
+
+
+def example_csv(df: pd.DataFrame) -> str:
+    """:func:`example_table` as CSV text: times with 2 decimals, integers, ``NA`` if missing."""
+    table = example_table(df)
+    out = pd.DataFrame(index=table.index)
+    for col in table.columns:
+        digits = 2 if col.endswith("months") else 0
+        out[col] = ["NA" if pd.isna(v) else f"{v:.{digits}f}" for v in table[col]]
+    return out.to_csv(index=False, lineterminator="\n")
+
+
 def radiation_any(df: pd.DataFrame) -> np.ndarray:
     """1 where the patient had radiation (pre- or postoperative): the paper's surgery+radiation."""
     return (df["radiation"] != "none").to_numpy(int)

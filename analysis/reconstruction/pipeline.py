@@ -23,8 +23,10 @@ file byte for byte on any machine. About 15,000 evaluations of the fast statisti
 100 s of CPU on one core.
 
 Outputs: ``data/cohort.csv`` (one row per synthetic patient, ids ``SYN-001``..., a
-``synthetic`` column of 1s) and ``reports/calibration.{md,json}``: every target, published
-against reconstructed, with its tolerance, whether it is met and, if not, why.
+``synthetic`` column of 1s), beside it ``example.csv`` (the same cohort as a flat survival table
+for ``vlms check/fit --data``, :func:`analysis.cohort.example_table`) and
+``reports/calibration.{md,json}``: every target, published against reconstructed, with its
+tolerance, whether it is met and, if not, why.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.cohort import COLUMNS, validate_cohort
+from analysis.cohort import COLUMNS, EXAMPLE_NAME, example_csv, validate_cohort
 from analysis.core.atomic import write_text
 from analysis.paper.published import Published, load_published
 from analysis.reconstruction.model import (
@@ -193,7 +195,9 @@ def run_cli(args: argparse.Namespace) -> int:
     # everything is rendered before anything is written: a failure leaves no partial output
     markdown, payload = render_reports(rec, rows, counts, published, values)
     json.dumps(payload, default=None)  # fails here, not halfway through the writes
+    example = example_csv(rec.frame)
     write_text(Path(args.out), rec.csv_text)
+    write_text(Path(args.out).with_name(EXAMPLE_NAME), example)
     md, js = write_reports(Path(args.out_dir), markdown, payload)
     met = sum(r.met for r in rows)
     counts_met = sum(c.met for c in counts if c.published is not None)
