@@ -164,7 +164,7 @@ def collapse(
     p = pp.x.shape[1]
     if patterns is None:
         patterns = np.unique(pp.x, axis=0) if pp.x.shape[0] else np.zeros((1, p))
-    patterns = np.asarray(patterns, float).reshape(-1, p)
+    patterns = np.asarray(patterns, float).reshape(-1, p) if p else np.zeros((1, 0))
     return _grid(pp, n_intervals, patterns, _match_patterns(pp.x, patterns), n_causes)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,10 @@ import pandas as pd
 
 warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
 import arviz as az  # noqa: E402
+
+# ArviZ logs "shape validation failed" (one chain) through its own Logger object (``az._log``,
+# not registered with logging): the bar reports it (R-hat cannot be computed from one chain)
+getattr(az, "_log", logging.getLogger("arviz")).setLevel(logging.ERROR)
 
 from analysis.core.atomic import atomic_path, write_text  # noqa: E402
 from analysis.core.errors import VlmsInputError  # noqa: E402

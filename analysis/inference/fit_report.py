@@ -25,7 +25,9 @@ def failure_line(d: dict[str, Any]) -> str:
     from analysis.inference.diagnostics import ESS_MIN, RHAT_MAX
 
     missed = []
-    if not d["max_rhat"] <= RHAT_MAX:
+    if np.isnan(d["max_rhat"]):
+        missed.append("R-hat not computable (it needs 2 or more chains)")
+    elif not d["max_rhat"] <= RHAT_MAX:
         missed.append(f"max R-hat {d['max_rhat']:.3g} > {RHAT_MAX}")
     if not min(d["min_ess_bulk"], d["min_ess_tail"]) >= ESS_MIN:
         missed.append(f"min ESS {min(d['min_ess_bulk'], d['min_ess_tail']):.0f} < {ESS_MIN:.0f}")

@@ -73,6 +73,16 @@ def test_collapse_fixed_grid_keeps_totals() -> None:
     assert cells2.exposure.shape == cells.exposure.shape
 
 
+def test_collapse_without_covariates() -> None:
+    """No covariates (``vlms fit --data`` without --covariates): one pattern, the totals."""
+    t, e, x = _data()
+    for patterns in (None, binary_patterns(0)):
+        cells = collapse(expand(t, e, x[:, :0], CUTS), len(CUTS), patterns)
+        assert cells.x.shape == (1, 0) and cells.exposure.shape == (len(CUTS), 1)
+        np.testing.assert_allclose(cells.exposure.sum(), t.sum())
+        assert cells.events.sum() == e.sum()
+
+
 def test_collapse_by_cause() -> None:
     t, e, x = _data()
     cause = np.where(e == 1, 1 + (np.arange(t.size) % 3), 0)
