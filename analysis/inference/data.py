@@ -44,7 +44,8 @@ class CovariateCoding:
 
     ``kind``: ``"binary"`` (values 0 and 1: centre 0, scale 1), ``"two-valued"`` (two other
     values: centre the lower one, scale their difference), ``"numeric"`` (centre the mean,
-    scale the sample SD, ``ddof = 1``) or ``"constant"`` (one value: centre it, scale 1).
+    scale the sample SD, ``ddof = 1``) or ``"constant"`` (one value: left as it is, centre 0
+    and scale 1, as a 0/1 column that happens to take one value in a simulated data set).
     """
 
     name: str
@@ -74,7 +75,7 @@ def covariate_coding(name: str, x: np.ndarray) -> CovariateCoding:
     """Centre and scale of the complete values ``x`` (see :class:`CovariateCoding`)."""
     values = np.unique(np.asarray(x, float))
     if values.size < 2:
-        return CovariateCoding(name, "constant", float(values[0]) if values.size else 0.0, 1.0)
+        return CovariateCoding(name, "constant", 0.0, 1.0)
     if values.size == 2:
         kind = "binary" if values.tolist() == [0.0, 1.0] else "two-valued"
         return CovariateCoding(name, kind, float(values[0]), float(values[1] - values[0]))

@@ -11,10 +11,9 @@ With ``--data FILE --time COL --event COL --covariates A,B``: a piecewise-expone
 dropped and counted; every other input problem is a one-line error (exit 2) found before anything
 is sampled or written. Numeric covariates are centred at their mean and scaled by their SD
 inside the model (0/1 ones keep 0 as the reference), so the answer does not depend on a column's
-origin or unit; HRs are reported per unit of
-the column as given and per SD. A fit that misses the sampling bar says so on stdout next to its
-numbers and in the JSON, and exits with status 3. The saved NetCDF records the file name and
-columns, not the file's rows.
+origin or unit; HRs are reported per unit of the column as given and per SD. A fit that misses
+the sampling bar says so on stdout next to its numbers and in the JSON, and exits with status 3.
+The saved NetCDF records the file name and columns, not the file's rows.
 """
 
 from __future__ import annotations
