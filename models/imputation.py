@@ -582,6 +582,23 @@ def completion_log_joint(
     return np.where(layout.completion_valid, outcome, -np.inf)
 
 
+def completion_responsibilities(
+    layout: MissingLayout,
+    log_h0: np.ndarray,
+    beta: np.ndarray,
+    alpha: np.ndarray | None,
+    gamma: np.ndarray | None = None,
+) -> np.ndarray:
+    """Posterior weight of each completion of each incomplete patient, per draw: (..., P, C).
+
+    Sums to 1 over a patient's completions (0 on padding). Use it to average any per-patient
+    quantity (e.g. a predicted CIF) over the unknown covariates:
+    ``sum_c r[..., i, c] * f(completion_x[i, c])``.
+    """
+    joint = completion_log_joint(layout, log_h0, beta, alpha, gamma)
+    return np.exp(joint - logsumexp(joint, axis=-1, keepdims=True))
+
+
 def missing_value_probabilities(
     layout: MissingLayout,
     log_h0: np.ndarray,
@@ -600,8 +617,7 @@ def missing_value_probabilities(
         ``probabilities`` (..., n_missing); ``patient`` (row of the input) and ``covariate``
         (column) of each missing value, in row-major order.
     """
-    joint = completion_log_joint(layout, log_h0, beta, alpha, gamma)
-    resp = np.exp(joint - logsumexp(joint, axis=-1, keepdims=True))  # (..., P, C)
+    resp = completion_responsibilities(layout, log_h0, beta, alpha, gamma)  # (..., P, C)
     rows, cols = np.nonzero(np.isnan(layout.x[layout.incomplete]))
     probs = np.einsum("...pc,pcv->...pv", resp, layout.completion_x)[..., rows, cols]
     return probs, layout.incomplete[rows], cols

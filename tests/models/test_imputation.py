@@ -21,6 +21,7 @@ from models.competing import pointwise_loglik as competing_pointwise
 from models.imputation import (
     build_imputed,
     completion_log_joint,
+    completion_responsibilities,
     imputed_data,
     missing_counts,
     missing_layout,
@@ -305,9 +306,13 @@ def test_missing_value_posterior_names_patient_and_covariate() -> None:
 def test_completion_joint_marks_padding_impossible() -> None:
     time, event, x, z = small_data(10, 2)
     layout = missing_layout(time, event, x, CUTS, z=z, n_causes=2)
-    joint = completion_log_joint(layout, *random_parameters(1, 2, 1))
+    params = random_parameters(1, 2, 1)
+    joint = completion_log_joint(layout, *params)
     assert np.all(np.isneginf(joint[~layout.completion_valid]))
     assert np.all(np.isfinite(joint[layout.completion_valid]))
+    resp = completion_responsibilities(layout, *params)
+    np.testing.assert_allclose(resp.sum(axis=-1), 1.0)
+    assert np.all(resp[~layout.completion_valid] == 0.0)
 
 
 def test_missing_counts_for_impute_and_drop() -> None:
