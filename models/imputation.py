@@ -509,9 +509,8 @@ def _completion_log_weight(
         )
         eta_rows = eta_rows + pt.dot(data["covariate_z"], gamma)
         eta_incomplete = eta_incomplete + pt.dot(data["incomplete_z"], gamma)
-    bernoulli = data["covariate_ones"] * -pt.softplus(-eta_rows) + data[
-        "covariate_zeros"
-    ] * -pt.softplus(eta_rows)
+    log_one_rows, log_zero_rows = -pt.softplus(-eta_rows), -pt.softplus(eta_rows)
+    bernoulli = data["covariate_ones"] * log_one_rows + data["covariate_zeros"] * log_zero_rows
     pm.Potential("loglik_covariates", pt.sum(bernoulli))
     log_one = -pt.softplus(-eta_incomplete)[:, None, :]  # (P, 1, m)
     log_zero = -pt.softplus(eta_incomplete)[:, None, :]
