@@ -508,7 +508,7 @@ def summarize_intervals(table: pd.DataFrame) -> pd.DataFrame:
     One row per kind, mechanism, method and covariate role (``imputed``: a covariate with missing
     values; ``observed``: the others), plus ``all``. ``width_ratio`` is the mean over fits of the
     imputed interval's width divided by the complete-case one of the same replicate and
-    parameter (below 1: narrower).
+    parameter (below 1: narrower). ``mean_patients`` and ``mean_events``: per fit, on average.
     """
     rows = []
     keys = ["kind", "mechanism", "method"]
@@ -525,6 +525,8 @@ def summarize_intervals(table: pd.DataFrame) -> pd.DataFrame:
                 "coverage": cov,
                 "coverage_se": float(np.sqrt(cov * (1 - cov) / len(g))),
                 "mean_width": g["width"].mean(),
+                "mean_patients": g["n_used"].mean(),
+                "mean_events": g["events"].mean(),
                 "divergent_fits": int((g.groupby("replicate")["divergences"].first() > 0).sum()),
             }
         )

@@ -131,6 +131,8 @@ def test_summaries_count_coverage_width_and_ratio() -> None:
                         "covered": not (method == "imputed" and rep == 0 and cov == "x3"),
                         "width": width * (1 + rep),
                         "divergences": int(method == "imputed" and rep == 1),
+                        "n_used": 63 if method == "imputed" else 43,
+                        "events": 30 + rep,
                     }
                 )
     summary = summarize_intervals(pd.DataFrame(rows)).set_index(["method", "role"])
@@ -140,6 +142,8 @@ def test_summaries_count_coverage_width_and_ratio() -> None:
     assert summary.loc[("complete_case", "observed"), "mean_width"] == 5.0
     assert summary.loc[("imputed", "all"), "width_ratio"] == pytest.approx(0.5)
     assert summary.loc[("imputed", "all"), "divergent_fits"] == 1
+    assert summary.loc[("complete_case", "all"), "mean_patients"] == 43
+    assert summary.loc[("imputed", "all"), "mean_events"] == 31.5
     values = pd.DataFrame(
         {
             "kind": "pem",
