@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from analysis.core import interrupt
 from analysis.core.errors import VlmsInputError
+from analysis.core.parallel import ParallelStageError
 from analysis.core.paths import project_path
 
 DEFAULT_COHORT = project_path("data/cohort.csv")
@@ -310,28 +311,40 @@ def _resolve(handler: str) -> Callable[[argparse.Namespace], int] | None:
     return getattr(module, func_name, None)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwinds through atomic writers, which remove their temp files
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vlms``; returns the exit status."""
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
     warnings.filterwarnings("ignore", module=LIBRARIES)
-    args = build_parser().parse_args(argv)
-    handler = _resolve(args.handler)
-    if handler is None:
-        print(f"vlms {args.command}: not built yet", file=sys.stderr)
-        return 0
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM and Ctrl-C raise KeyboardInterrupt, which unwinds through the atomic writers
+    # (they remove their temporary files); the signal is also recorded, so that a library that
+    # swallows the exception cannot let the command carry on and write its outputs
+    previous = interrupt.install()
     try:
-        return int(handler(args) or 0)
+        return _run(argv)
+    finally:
+        interrupt.restore(previous)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        handler = _resolve(args.handler)
+        if handler is None:
+            print(f"vlms {args.command}: not built yet", file=sys.stderr)
+            return 0
+        status = int(handler(args) or 0)
     except VlmsInputError as exc:
         print(f"vlms {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ParallelStageError as exc:
+        print(f"vlms {args.command}: error: {exc}", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
+        status = 130
+    if status == 130 or interrupt.received() is not None:
         print(f"vlms {args.command}: interrupted; no partial output written", file=sys.stderr)
         return 130
+    return status
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.core import interrupt
 from analysis.core.errors import VlmsInputError
 
 MAX_ABS_VALUE = 1e9
@@ -59,7 +60,9 @@ def read_csv(path: str | Path) -> pd.DataFrame:
             raise VlmsInputError(
                 f"has {len(row)} fields where the header has {len(header)}", file=name, row=i
             )
-    return pd.DataFrame([[c.strip() for c in r] for r in rows[1:]], columns=header, dtype=object)
+    frame = pd.DataFrame([[c.strip() for c in r] for r in rows[1:]], columns=header, dtype=object)
+    interrupt.hold("reading")
+    return frame
 
 
 def _check_header(header: list[str], name: str) -> None:

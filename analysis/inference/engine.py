@@ -22,12 +22,10 @@ posterior is their prior, independent of everything else, and they are dropped b
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from analysis.core import interrupt
 from analysis.core.atomic import atomic_path
 from analysis.inference.data import FitData
 from analysis.inference.kinds import KINDS, MEDIAN_CAP, RMST_HORIZON, stored_names
@@ -91,17 +90,27 @@ def structure_key(kind_name: str, data: FitData, priors: Priors) -> tuple:
     return (kind_name, data.n_slots, len(data.cuts), data.n_causes, priors, cells.exposure.size)
 
 
+def compile_nutpie(model: Any, var_names: list[str] | None = None) -> Any:
+    """``nutpie.compile_pymc_model``, stopped by Ctrl-C or SIGTERM even when numba loses the
+    ``KeyboardInterrupt`` (it runs Python callbacks from C while it generates code, where Python
+    can only print "Exception ignored"; :func:`analysis.core.interrupt.guard`)."""
+    import nutpie
+
+    with interrupt.guard():
+        return nutpie.compile_pymc_model(model, var_names=var_names)
+
+
 def compile_structure(kind_name: str, data: FitData, priors: Priors, sampler: str) -> Compiled:
     """Build the PyMC model for ``data`` and (nutpie) compile it; time the compilation."""
     kind = KINDS[kind_name]
-    model = kind.build(data, priors)
-    t0 = time.perf_counter()
-    compiled = None
-    if sampler == "nutpie":
-        import nutpie
-
-        compiled = nutpie.compile_pymc_model(model, var_names=stored_names(model))
-    seconds = time.perf_counter() - t0
+    with interrupt.guard():
+        model = kind.build(data, priors)
+        interrupt.hold("compiling")
+        t0 = time.perf_counter()
+        compiled = None
+        if sampler == "nutpie":
+            compiled = compile_nutpie(model, stored_names(model))
+        seconds = time.perf_counter() - t0
     return Compiled(
         key=structure_key(kind_name, data, priors),
         kind=kind,
@@ -205,25 +214,27 @@ def nutpie_sample(nutpie_model: Any, settings: SamplerSettings, *, cores: int = 
     acceptance); stops on Ctrl-C or SIGTERM instead of returning a partial trace."""
     import nutpie
 
-    sampler = nutpie.sample(
-        nutpie_model,
-        draws=settings.draws,
-        tune=settings.tune,
-        chains=settings.chains,
-        cores=min(settings.chains, cores),
-        seed=settings.seed,
-        target_accept=settings.target_accept,
-        save_warmup=False,
-        progress_bar=settings.progress,
-        blocking=False,
-    )
-    try:
-        # nutpie's blocking call turns Ctrl-C into an early, partial trace; an interrupted fit
-        # must stop instead, writing nothing
-        return sampler.wait()
-    except BaseException:
-        sampler.cancel()
-        raise
+    with interrupt.guard():
+        sampler = nutpie.sample(
+            nutpie_model,
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=min(settings.chains, cores),
+            seed=settings.seed,
+            target_accept=settings.target_accept,
+            save_warmup=False,
+            progress_bar=settings.progress,
+            blocking=False,
+        )
+        try:
+            # nutpie's blocking call turns Ctrl-C into an early, partial trace; an interrupted
+            # fit must stop instead, writing nothing
+            interrupt.hold("sampling")
+            return sampler.wait()
+        except BaseException:
+            sampler.cancel()
+            raise
 
 
 def _sample_nutpie(
@@ -243,51 +254,22 @@ def _sample_pymc(
     model = compiled.model
     logging.getLogger("pymc").setLevel(logging.ERROR)  # progress lines and short-chain notes:
     # the bar (R-hat, ESS, divergences) is measured and reported by vlms
-    with model, _interruptible() as interrupted:
+    # PyMC turns KeyboardInterrupt into a partial trace (or fails building one): the guard
+    # raises it again, so that nothing is written
+    with model, interrupt.guard():
         pm.set_data(compiled.kind.data_dict(data))
-        try:
-            idata = pm.sample(
-                draws=settings.draws,
-                tune=settings.tune,
-                chains=settings.chains,
-                cores=min(settings.chains, 2),
-                random_seed=settings.seed,
-                target_accept=settings.target_accept,
-                progressbar=settings.progress,
-                compute_convergence_checks=False,
-                var_names=stored_names(model),
-            )
-        except Exception:
-            if interrupted:
-                raise KeyboardInterrupt from None
-            raise
-    if interrupted:
-        raise KeyboardInterrupt
-    return idata
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[list[int]]:
-    """Record SIGINT/SIGTERM during PyMC sampling, which swallows KeyboardInterrupt and returns
-    a partial trace (or fails building one): the caller re-raises, so nothing is written."""
-    import signal
-    import threading
-
-    seen: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        seen.append(signum)
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield seen
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
+        interrupt.hold("sampling")
+        return pm.sample(
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=min(settings.chains, 2),
+            random_seed=settings.seed,
+            target_accept=settings.target_accept,
+            progressbar=settings.progress,
+            compute_convergence_checks=False,
+            var_names=stored_names(model),
+        )
 
 
 def _finish(idata: Any, kind: Any, data: FitData, compiled: Compiled, keep_rows: bool) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.core.atomic import write_json
+from analysis.core.atomic import together, write_json
 from analysis.core.errors import VlmsInputError
 from analysis.core.survival_table import (
     EVENT_CODING,
@@ -248,10 +248,12 @@ def _run_csv(args: argparse.Namespace, settings: Any) -> int:
     )
     times = None if data_in.times is None else data_in.times.tolist()
     print(format_results(report, times))
-    if args.out is not None:
-        save_idata(result.idata, args.out)
-        _log(f"wrote {args.out}")
-    if args.json is not None:
-        write_json(args.json, report)
-        _log(f"wrote {args.json}")
+    with together():  # both files or neither, even if interrupted between them
+        if args.out is not None:
+            save_idata(result.idata, args.out)
+        if args.json is not None:
+            write_json(args.json, report)
+    for path in (args.out, args.json):
+        if path is not None:
+            _log(f"wrote {path}")
     return 0 if ok else EXIT_BAR_MISSED

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.inference.data import FitData
-from analysis.inference.engine import SamplerSettings, nutpie_sample
+from analysis.inference.engine import SamplerSettings, compile_nutpie, nutpie_sample
 from analysis.inference.registry import REGISTRY
 from analysis.inference.runner import spec_seed
 from analysis.inference.spec_data import spec_data
@@ -98,7 +98,6 @@ def run_sensitivity(
     Returns the table (one row per model x prior) and timings (``compile_seconds``,
     ``sampling_seconds`` in all, ``fits``).
     """
-    import nutpie
 
     from analysis.inference import diagnostics as diagnostics
 
@@ -131,7 +130,7 @@ def run_sensitivity(
     )
     t0 = time.perf_counter()
     names = [v for v in SAMPLED_VARS if v in model.named_vars]
-    compiled = nutpie.compile_pymc_model(model, var_names=names)
+    compiled = compile_nutpie(model, names)
     compile_seconds = time.perf_counter() - t0
     log(f"sensitivity: compiled once in {compile_seconds:.1f} s")
     rows: list[SensitivityRow] = []

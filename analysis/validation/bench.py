@@ -39,6 +39,8 @@ import numpy as np
 
 from analysis.core.atomic import write_json, write_text
 from analysis.core.errors import VlmsInputError
+from analysis.core.parallel import run_command
+from analysis.inference.engine import compile_nutpie
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 EXPANDED_MAX = 10_000
@@ -351,7 +353,7 @@ def _expanded(
             priors=priors,
         )
         t0 = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(model)
+        compiled = compile_nutpie(model)
         compile_s = time.perf_counter() - t0
         rows = int(pp.exposure.size)
     else:
@@ -388,7 +390,7 @@ def bench_make_fit(root: Path, repeats: int, log: Callable[[str], None]) -> dict
     times, codes, tails = [], [], []
     for i in range(repeats):
         t0 = time.perf_counter()
-        proc = subprocess.run(["make", "fit"], cwd=root, capture_output=True, text=True)
+        proc = run_command(["make", "fit"], root)
         times.append(time.perf_counter() - t0)
         codes.append(proc.returncode)
         tails.append(_tail(proc.stdout + proc.stderr) if proc.returncode else "")
@@ -413,7 +415,7 @@ def bench_cold(root: Path, log: Callable[[str], None]) -> dict[str, Any]:
     try:
         subprocess.run(["git", "clone", "--quiet", str(root), str(folder / "repo")], check=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(["make", "fit"], cwd=folder / "repo", capture_output=True, text=True)
+        proc = run_command(["make", "fit"], folder / "repo")
         seconds = time.perf_counter() - t0
         log(f"  make fit (cold, fresh clone and venv): {seconds:.1f} s, exit {proc.returncode}")
         return {"cold_s": seconds, "exit_code": proc.returncode}
@@ -572,7 +574,7 @@ def run_cli(args: argparse.Namespace) -> int:
     parts = set(getattr(args, "parts", None) or ["models", "scaling", "make_fit"])
     sizes = _sizes(getattr(args, "sizes", None))
     cohort_path = Path(getattr(args, "cohort", "data/cohort.csv"))
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     t0 = time.perf_counter()
     doc: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

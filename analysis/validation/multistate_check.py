@@ -44,14 +44,12 @@ def fit(
     settings: Any,
 ) -> tuple[Any, dict[str, float]]:
     """Build, compile (nutpie) and sample; the seconds of each step."""
-    import nutpie
-
-    from analysis.inference.engine import nutpie_sample
+    from analysis.inference.engine import compile_nutpie, nutpie_sample
 
     model = ms.build_multistate(cells, **model_kwargs)
     names = [v.name for v in model.free_RVs] + [v.name for v in model.deterministics]
     t0 = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model, var_names=names)
+    compiled = compile_nutpie(model, names)
     t1 = time.perf_counter()
     idata = nutpie_sample(compiled, settings)
     t2 = time.perf_counter()

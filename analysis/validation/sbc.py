@@ -14,9 +14,9 @@ The prior must not depend on the data for SBC to be valid: the registry fits cen
 on each cohort's crude event rate, so here the centre is fixed (``log_rate_center`` of the
 configuration) and passed to the compiled model in place of the data-based one.
 
-Refits reuse one compiled model per worker process (nutpie's data swapping): the simulations are
-split into chunks, run by a local Dask cluster of processes (``--workers``) or by the Dask
-scheduler at ``--scheduler``; ``--workers 0`` runs in this process. Fits that miss the
+Refits reuse one compiled model per worker process (nutpie's data swapping): each simulation is
+a task, run by a local Dask cluster of processes (``--workers``) or by the Dask scheduler at
+``--scheduler``; ``--workers 0`` runs in this process. Fits that miss the
 diagnostics bar (:func:`analysis.inference.diagnostics.passes_bar`) stay in the ranks and are
 counted and listed in the report; a simulation whose fit raises is reported with its error.
 
@@ -33,7 +33,7 @@ import sys
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from scipy import stats
 
 from analysis.core.atomic import atomic_path, write_json, write_text
 from analysis.core.errors import VlmsInputError
+from analysis.core.parallel import STALL_ENV, StalledError, stall_seconds
 from analysis.inference.engine import SamplerSettings, nutpie_sample
 from analysis.validation import simulate as simulate
 
@@ -536,6 +537,11 @@ def chunks(n_sims: int, n_chunks: int) -> list[list[int]]:
     return [list(c) for c in np.array_split(np.arange(n_sims), n_chunks) if c.size]
 
 
+WORKER_CLOSE_SECONDS = 60.0
+"""How long each local worker process gets to exit on its own after a successful run (a process
+that has imported PyMC takes a few seconds to shut down; Dask's own limit, 4 s, kills it)."""
+
+
 def run_sbc(
     model_names: Sequence[str],
     n_sims: int,
@@ -547,44 +553,112 @@ def run_sbc(
     scheduler: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Run the simulations of each model; returns the records per model, sorted by sim id."""
+    """Run the simulations of each model; returns the records per model, sorted by sim id.
+
+    With Dask, each simulation is a task of its own, so that every finished simulation is a
+    sign of progress: if none finishes for ``VLMS_STALL_SECONDS``
+    (:func:`analysis.core.parallel.stall_seconds`), :class:`~analysis.core.parallel.StalledError`
+    is raised. Local workers run with default signal handling and, after a successful run, are
+    closed and waited for.
+    """
     prior_dict = asdict(priors)
     setting_dict = asdict(settings)
-    jobs = [(name, c) for name in model_names for c in chunks(n_sims, max(1, workers) * 4)]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in model_names}
     if scheduler is None and workers <= 0:
-        for name, sims in jobs:
-            results[name] += run_chunk(name, sims, base_seed, setting_dict, prior_dict)
-            log(f"  {name}: {len(results[name])}/{n_sims} simulations")
-    else:
-        from distributed import Client, LocalCluster, as_completed
-
-        cluster = None
-        if scheduler is None:
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                memory_limit=0,
-            )
-        client = Client(scheduler if scheduler is not None else cluster)
-        try:
-            futures = {}
-            for name, sims in jobs:
-                fut = client.submit(
-                    run_chunk, name, sims, base_seed, setting_dict, prior_dict, pure=False
-                )
-                futures[fut] = name
-            for fut in as_completed(futures):
-                name = futures[fut]
-                results[name] += fut.result()
+        for name in model_names:
+            for sims in chunks(n_sims, max(1, workers) * 4):
+                results[name] += run_chunk(name, sims, base_seed, setting_dict, prior_dict)
                 log(f"  {name}: {len(results[name])}/{n_sims} simulations")
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        return {name: sorted(recs, key=lambda r: r["sim"]) for name, recs in results.items()}
+    from distributed import Client, LocalCluster
+
+    limit = stall_seconds()
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit=0,
+        )
+    client = Client(scheduler if scheduler is not None else cluster)
+    finished = False
+    try:
+        if cluster is not None:
+            client.register_plugin(_default_signals_plugin())
+        pending = {
+            client.submit(
+                run_chunk, name, [sim], base_seed, setting_dict, prior_dict, pure=False
+            ): name
+            for name in model_names
+            for sim in range(n_sims)
+        }
+        for fut, name in as_finished(pending, limit):
+            results[name] += fut.result()
+            log(f"  {name}: {len(results[name])}/{n_sims} simulations")
+        finished = True
+    finally:
+        _shutdown(client, cluster, finished)
     return {name: sorted(recs, key=lambda r: r["sim"]) for name, recs in results.items()}
+
+
+def as_finished(pending: dict[Any, str], limit: float) -> Iterator[tuple[Any, str]]:
+    """Yield (future, label) from ``pending`` as the Dask futures finish; raise
+    :class:`~analysis.core.parallel.StalledError` when none finishes for ``limit`` seconds."""
+    from distributed import wait
+
+    pending = dict(pending)
+    while pending:
+        try:
+            done, _ = wait(list(pending), timeout=limit, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            raise StalledError(
+                f"no simulation finished for {limit:.0f} s ({len(pending)} left); stopped "
+                f"(set {STALL_ENV} to wait longer)"
+            ) from None
+        for fut in done:
+            yield fut, pending.pop(fut)
+
+
+def _default_signals_plugin() -> Any:
+    """A Dask worker plugin: SIGINT at its default disposition (the process ends) in each worker
+    (SIGTERM is at its default already: workers are started afresh, not forked)."""
+    from distributed import WorkerPlugin
+
+    class DefaultSignals(WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            import signal
+            import threading
+
+            # the worker's asyncio runner handles SIGINT by closing the worker slowly and
+            # noisily; a Ctrl-C meant for the whole command ends it at once instead
+            in_main = threading.current_thread() is threading.main_thread()
+            if in_main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return DefaultSignals()
+
+
+def _shutdown(client: Any, cluster: Any, finished: bool) -> None:
+    """Close the client and the local cluster: after success, let each worker exit on its own;
+    after an interrupt or an error, stop them at once, without Dask's shutdown log."""
+    import asyncio
+    import logging
+
+    if not finished:
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    client.close()
+    if cluster is None:
+        return
+    if finished:
+
+        async def close_workers() -> None:
+            nannies = list(cluster.workers.values())
+            await asyncio.gather(*(n.close(timeout=WORKER_CLOSE_SECONDS) for n in nannies))
+
+        cluster.sync(close_workers)
+    cluster.close()
 
 
 # --------------------------------------------------------------------------- reports

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.inference.engine import compile_nutpie
 from models.selection import (
     Z975,
     SelectionData,
@@ -235,14 +236,12 @@ def _settings_dict(settings: SimulationSettings) -> dict[str, Any]:
 
 def compile_selection(n_markers: int, settings: SelectionSettings | None = None) -> Any:
     """One nutpie-compiled selection model for ``n_markers`` markers (swap data to reuse)."""
-    import nutpie
-
     names = [f"m{i:02d}" for i in range(n_markers)]
     placeholder = from_estimates(
         names, np.zeros(n_markers), np.ones(n_markers), np.arange(n_markers) == 0
     )
     model = build_selection_model(placeholder, settings)
-    return nutpie.compile_pymc_model(model, var_names=SAMPLED_VARS)
+    return compile_nutpie(model, SAMPLED_VARS)
 
 
 def sample_selection(
