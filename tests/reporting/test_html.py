@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_cohort_frame
 
 from analysis.comparison import hazard_ratios as compare
 from analysis.core.atomic import write_json, write_text
@@ -22,6 +21,7 @@ from analysis.core.tables import json_safe
 from analysis.paper.published import load_published
 from analysis.reporting import html as report
 from tests.compare_report_helpers import as_idata, fake_posterior, write_fit
+from tests.conftest import make_cohort_frame
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "data" / "published.toml"
 HOSTILE = "<script>alert('x')</script> & \"quoted\""
