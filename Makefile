@@ -6,7 +6,7 @@ VLMS    := $(VENV)/bin/vlms
 STAMP   := $(VENV)/.stamp-installed
 SEED    ?= 20260101
 
-.PHONY: fit fit-diagnose fit-compare test check report validate bench lint clean venv audit reconstruct
+.PHONY: fit fit-diagnose fit-compare test check report validate bench lint clean venv audit reconstruct browser
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ fit-compare: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
 	$(VENV)/bin/ruff check .
+
+## browser: Debian's chromium, for the headless-browser checks of the report page in make test
+## (as root; without it those two tests are skipped, with the reason)
+browser:
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 ## check: the frequentist reproduction of the paper on data/cohort.csv
 check: $(STAMP)

@@ -31,7 +31,7 @@ import signal
 import subprocess
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.pool import RemoteTraceback  # the worker's traceback, as Pool gives it
@@ -77,21 +77,32 @@ def stall_seconds() -> float:
 
 
 def fork_starmap(
-    func: Callable[..., Any], jobs: Sequence[tuple], workers: int, *, stall: float | None = None
+    func: Callable[..., Any],
+    jobs: Sequence[tuple],
+    workers: int,
+    *,
+    stall: float | None = None,
+    on_done: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """``[func(*job) for job in jobs]``, in up to ``workers`` forked processes when it helps.
 
+    ``on_done(number finished so far, result)`` is called as each job finishes (in the caller).
     Raises the first job's exception (with the worker's traceback as its cause),
     ``KeyboardInterrupt`` when interrupted (also when a worker was stopped by SIGINT or SIGTERM),
     :class:`WorkerLostError` when a worker died otherwise and :class:`StalledError` after
     ``stall`` seconds (default :func:`stall_seconds`) without progress; every worker is stopped
     first.
     """
+    done = on_done or (lambda _count, _result: None)
     if workers <= 1 or len(jobs) <= 1:
-        return [func(*job) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(func(*job))
+            done(len(results), results[-1])
+        return results
     limit = stall_seconds() if stall is None else stall
     with interrupt.guard():  # records SIGINT in library use too, so the bookkeeping is deferred
-        return _Stage(func, list(jobs), min(workers, len(jobs)), limit).run()
+        return _Stage(func, list(jobs), min(workers, len(jobs)), limit, done).run()
 
 
 # --------------------------------------------------------------------------- the worker side
@@ -142,6 +153,7 @@ class _Stage:
     jobs: list[tuple]
     workers: int
     stall: float
+    on_done: Callable[[int, Any], None]
     results: dict[int, Any] = field(default_factory=dict)
     running: dict[int, _Worker] = field(default_factory=dict)
     last_progress: float = 0.0
@@ -218,6 +230,7 @@ class _Stage:
                     w.temps.append((payload[0], payload[1]))
                 elif kind == "ok":
                     self.results[w.index], w.done = payload[0], True
+                    self.on_done(len(self.results), payload[0])
                 else:
                     exc, remote = payload
                     raise exc from RemoteTraceback(remote)
@@ -258,6 +271,30 @@ def _drain(w: _Worker) -> None:
             kind, *payload = w.conn.recv()
             if kind == "temp":
                 w.temps.append((payload[0], payload[1]))
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+def as_finished(
+    pending: dict[Any, Any], limit: float, what: str = "task"
+) -> Iterator[tuple[Any, Any]]:
+    """Yield (future, label) from ``pending`` (Dask futures -> labels) as they finish; raise
+    :class:`StalledError` when none finishes for ``limit`` seconds (the futures are left to the
+    caller, who closes the client)."""
+    from distributed import wait as wait_for
+
+    pending = dict(pending)
+    while pending:
+        try:
+            done, _ = wait_for(list(pending), timeout=limit, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            raise StalledError(
+                f"no {what} finished for {limit:.0f} s ({len(pending)} left); stopped "
+                f"(set {STALL_ENV} to wait longer)"
+            ) from None
+        for fut in done:
+            yield fut, pending.pop(fut)
 
 
 # --------------------------------------------------------------------------- a command

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from analysis.core.atomic import write_text
 
 CSS = """
@@ -438,6 +440,8 @@ def _environment(attrs: dict[str, Any]) -> dict[str, str]:
     keep["cut points (months)"] = attrs.get("cut_points_months", "")
     keep["priors"] = attrs.get("priors", "")
     keep.update({k: v for k, v in attrs.items() if k.startswith("version_") or k == "python"})
+    # NetCDF gives lists back as numpy arrays: print them as the lists they were written as
+    keep = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in keep.items()}
     return {k: " ".join(str(v).split()) for k, v in keep.items()}
 
 

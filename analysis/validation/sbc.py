@@ -33,7 +33,7 @@ import sys
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from scipy import stats
 
 from analysis.core.atomic import atomic_path, write_json, write_text
 from analysis.core.errors import VlmsInputError
-from analysis.core.parallel import STALL_ENV, StalledError, stall_seconds
+from analysis.core.parallel import as_finished, stall_seconds
 from analysis.inference.engine import SamplerSettings, nutpie_sample
 from analysis.validation import simulate as simulate
 
@@ -594,31 +594,13 @@ def run_sbc(
             for name in model_names
             for sim in range(n_sims)
         }
-        for fut, name in as_finished(pending, limit):
+        for fut, name in as_finished(pending, limit, what="simulation"):
             results[name] += fut.result()
             log(f"  {name}: {len(results[name])}/{n_sims} simulations")
         finished = True
     finally:
         _shutdown(client, cluster, finished)
     return {name: sorted(recs, key=lambda r: r["sim"]) for name, recs in results.items()}
-
-
-def as_finished(pending: dict[Any, str], limit: float) -> Iterator[tuple[Any, str]]:
-    """Yield (future, label) from ``pending`` as the Dask futures finish; raise
-    :class:`~analysis.core.parallel.StalledError` when none finishes for ``limit`` seconds."""
-    from distributed import wait
-
-    pending = dict(pending)
-    while pending:
-        try:
-            done, _ = wait(list(pending), timeout=limit, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            raise StalledError(
-                f"no simulation finished for {limit:.0f} s ({len(pending)} left); stopped "
-                f"(set {STALL_ENV} to wait longer)"
-            ) from None
-        for fut in done:
-            yield fut, pending.pop(fut)
 
 
 def _default_signals_plugin() -> Any:

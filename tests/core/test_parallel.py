@@ -19,6 +19,7 @@ from analysis.core.parallel import (
     RemoteTraceback,
     StalledError,
     WorkerLostError,
+    as_finished,
     fork_starmap,
     run_command,
     stall_seconds,
@@ -237,3 +238,29 @@ def test_run_command_stops_a_stalled_command_with_its_children(tmp_path: Path) -
         run_command(["sh", "-c", script], tmp_path, stall=1.0)
     pids = [int((tmp_path / name).read_text()) for name in ("shell", "child")]
     assert not [pid for pid in pids if _alive(pid)]
+
+
+def test_a_dask_stage_that_stops_progressing_fails() -> None:
+    """The Dask watchdog (``vlms validate``): no task finishing within the limit is an error."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        quick = client.submit(time.sleep, 0.0, pure=False)
+        stuck = client.submit(time.sleep, 5.0, pure=False)
+        seen = []
+        with pytest.raises(StalledError, match=r"no simulation finished for 1 s \(1 left\)"):
+            for _fut, label in as_finished({quick: "quick", stuck: "stuck"}, 1.0, "simulation"):
+                seen.append(label)
+    assert seen == ["quick"]
+
+
+def test_on_done_is_told_each_result_as_it_comes() -> None:
+    seen: list[tuple[int, int]] = []
+    got = fork_starmap(add, [(1, 1), (2, 2), (3, 3)], 2, on_done=lambda k, r: seen.append((k, r)))
+    assert got == [2, 4, 6]
+    assert [k for k, _ in seen] == [1, 2, 3] and sorted(r for _, r in seen) == [2, 4, 6]

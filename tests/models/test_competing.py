@@ -53,6 +53,45 @@ def test_cif_formula_constant_hazards() -> None:
     np.testing.assert_allclose(got, (zero + 2 * one) / 3)
 
 
+def cif_by_integration(h: np.ndarray, cuts: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """CIFs of piecewise-constant cause-specific hazards ``h`` (K, J) at ``times``, by solving
+    dS/dt = -sum_k h_k S, dF_k/dt = h_k S numerically, one constant-hazard piece at a time."""
+    from scipy.integrate import solve_ivp
+
+    def rhs(t: float, y: np.ndarray, rates: np.ndarray) -> np.ndarray:
+        return np.concatenate([[-rates.sum() * y[0]], rates * y[0]])
+
+    y = np.concatenate([[1.0], np.zeros(h.shape[0])])  # S, F_1..F_K
+    found: dict[float, np.ndarray] = {}
+    ends = np.append(cuts[1:], times.max())
+    for j, (start, end) in enumerate(zip(cuts, ends, strict=True)):
+        if end <= start:
+            continue
+        grid = np.unique(np.append(times[(times > start) & (times < end)], end))
+        sol = solve_ivp(rhs, (start, end), y, t_eval=grid, args=(h[:, j],), rtol=1e-11, atol=1e-13)
+        found.update(zip(grid, sol.y.T, strict=True))
+        y = sol.y[:, -1]
+    return np.array([found[t][1:] for t in times]).T
+
+
+def test_cif_formula_piecewise_hazards_against_numerical_integration() -> None:
+    """Hazards that change at each cut, the causes' shares too (a formula that took one interval's
+    shares or survival for all would pass the constant-hazard test above, not this one)."""
+    cuts = np.array([0.0, 10.0, 30.0])
+    h = np.array([[0.010, 0.050, 0.002], [0.030, 0.004, 0.020]])  # (cause, interval)
+    times = np.array([4.0, 10.0, 17.5, 30.0, 55.0, 200.0])
+    expected = cif_by_integration(h, cuts, times)
+    other = cif_by_integration(h[::-1] * 0.5, cuts, times)
+    got = cif_curves(np.log(np.stack([h, h[::-1] * 0.5])), cuts, times)  # two "draws"
+    np.testing.assert_allclose(got, np.stack([expected, other]), rtol=1e-7, atol=1e-10)
+    # standardised over patients: the average of each covariate pattern's integrated CIF
+    beta = np.array([[0.7, -0.3]])  # (covariate, cause)
+    x = np.array([[0.0], [1.0], [1.0]])
+    shifted = cif_by_integration(h * np.exp(beta.T), cuts, times)
+    got = standardized_cif(np.log(h), beta, x, cuts, times)
+    np.testing.assert_allclose(got, (expected + 2 * shifted) / 3, rtol=1e-7, atol=1e-10)
+
+
 @pytest.fixture(scope="module")
 def competing_fit() -> tuple:
     t, e, x = simulate(400, seed=3)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from analysis.core.errors import VlmsInputError
 from analysis.paper.published import (
+    LAYOUT_SECTIONS,
     Entry,
     Published,
     UnknownKeyError,
@@ -46,12 +48,29 @@ def test_real_file_typed_access(pub: Published) -> None:
     assert pub.value("text.cohort.excluded") == 14
 
 
+def _raw_entries(table: dict, prefix: str = "") -> dict[str, dict]:
+    """The entry tables of the TOML file, read with tomllib alone (not the loader)."""
+    out: dict[str, dict] = {}
+    for name, item in table.items():
+        if not prefix and name in LAYOUT_SECTIONS:
+            continue
+        if {"value", "missing", "unit", "source"} & set(item):
+            out[prefix + name] = item
+        else:
+            out.update(_raw_entries(item, f"{prefix}{name}."))
+    return out
+
+
 def test_none_reported_is_missing_not_zero(pub: Published) -> None:
     e = pub.get("table2.rfs.igf1r.negative.median_months")
     assert e.missing and e.value is None
     assert pub.value("table2.rfs.igf1r.negative.median_months") is None
     assert pub.get("table1.tma.multivisceral.any").missing
-    assert all(e.value != 0 or not e.missing for e in pub)
+    raw = _raw_entries(tomllib.loads(REAL.read_text(encoding="utf-8")))
+    # exactly the entries written `missing = true` are missing; a printed 0 stays the number 0
+    assert {k for k, t in raw.items() if t.get("missing")} == {e.key for e in pub if e.missing}
+    zeros = {k for k, t in raw.items() if t.get("value") == 0}
+    assert len(zeros) >= 5 and all(pub.value(k) == 0 and not pub.get(k).missing for k in zeros)
 
 
 def test_keys_prefix_and_iteration(pub: Published) -> None:
