@@ -110,3 +110,32 @@ def test_no_library_warning_reaches_stderr(tmp_path) -> None:
         assert proc.returncode in (0, 3), proc.stderr[-2000:]
         for line in proc.stderr.splitlines():
             assert line.startswith(("vlms ", "wrote ")), (argv[0], proc.stderr[-2000:])
+
+
+def test_a_stalled_parallel_stage_is_one_line_and_status_4(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``vlms diagnose`` whose workers stop progressing (here: they wait on nothing) fails after
+    VLMS_STALL_SECONDS with one line and status 4, and leaves no worker behind."""
+    import os
+    import time
+
+    from analysis.inference import diagnostics
+
+    def hang(path, figures) -> None:
+        (tmp_path / f"worker_{os.getpid()}").touch()
+        time.sleep(600)
+
+    (tmp_path / "fits").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "fits" / f"{name}.nc").touch()
+    monkeypatch.setattr(diagnostics, "diagnose_fit", hang)
+    monkeypatch.setenv("VLMS_STALL_SECONDS", "2")
+    assert main(["diagnose", "--out-dir", str(tmp_path)]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vlms diagnose: error: no progress for 2 s") and "\n" not in err
+    for marker in tmp_path.glob("worker_*"):
+        pid = int(marker.name.split("_")[1])
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (tmp_path / "diagnostics.md").exists()
