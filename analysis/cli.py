@@ -8,6 +8,7 @@ returns an exit status. Bad input (``VlmsInputError``) becomes one line on stder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import warnings
@@ -142,10 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_args(p, required=False)
     p.add_argument(
+        "--time-unit",
+        choices=["days", "weeks", "months", "years"],
+        default="months",
+        help="--data: unit of the time column, --cuts and --times, and of the outputs' cut "
+        "points and curve times (default: %(default)s)",
+    )
+    p.add_argument(
         "--cuts",
         type=_csv_floats,
-        help="interval starts 0,c1,c2,... in the data's time unit (default: 0,6,12,24,36,60,84,"
-        "120 up to the longest follow-up); change when most events fall in one interval",
+        help="--data: interval starts 0,c1,c2,... in --time-unit (default: quantiles of the "
+        "event times, ceil(sqrt(events)) intervals with equal events, at most 20; the log says "
+        "which); set them to compare with another analysis",
     )
     p.add_argument(
         "--prior-sd",
@@ -196,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-accept",
         type=float,
         default=0.95,
-        help="NUTS target acceptance (default: %(default)s); raise it (e.g. 0.99) if a fit "
-        "reports divergences",
+        help="NUTS target acceptance of the first attempt (default: %(default)s); a --data fit "
+        "that misses the sampling bar is refitted automatically (0.99, then twice the draws, "
+        "then the other baseline parameterisation; exit 3 if all miss)",
     )
     p.add_argument(
         "--out",
@@ -277,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
+    p.add_argument(
+        "--no-remedies",
+        action="store_true",
+        help="do not refit a fit that misses the sampling bar (vlms fit's remedies)",
+    )
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
 
     p = add(
@@ -287,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--parts",
         type=_csv_names,
-        help="which parts to run: models,scaling,make_fit (default: all three)",
+        help="which parts to run: models,scaling,own_fit,make_fit (default: all four)",
     )
     p.add_argument("--sizes", help="scaling: patient counts, default 1000,10000,100000,1000000")
     p.add_argument("--expanded-max", type=int, default=10_000, help="largest expanded-rows fit")
@@ -312,7 +327,11 @@ def _resolve(handler: str) -> Callable[[argparse.Namespace], int] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``vlms``; returns the exit status."""
+    """Entry point of ``vlms``; returns the exit status.
+
+    Called from the command line (``argv`` None), the process ends as soon as the command is
+    done (:func:`_exit_now`); called with ``argv`` (tests, other Python code), it returns.
+    """
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
     warnings.filterwarnings("ignore", module=LIBRARIES)
     # SIGTERM and Ctrl-C raise KeyboardInterrupt, which unwinds through the atomic writers
@@ -320,9 +339,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     # swallows the exception cannot let the command carry on and write its outputs
     previous = interrupt.install()
     try:
-        return _run(argv)
+        status = _run(argv)
     finally:
         interrupt.restore(previous)
+    if argv is None:
+        _exit_now(status)
+    return status
+
+
+def _exit_now(status: int) -> None:
+    """End the process without tearing down the interpreter's modules.
+
+    With PyMC, PyTensor, numba and ArviZ loaded, Python's own shutdown only frees memory and
+    takes 1-2 s (measured: up to 6 s on a loaded machine), longer than a cached ``vlms fit
+    --data`` takes to sample. Every output is already written (atomically) and closed; the
+    ``atexit`` handlers are run and the standard streams flushed first. If a non-daemon thread
+    is still running, the normal shutdown (which waits for it) is kept.
+    """
+    import atexit
+    import os
+    import threading
+
+    main = threading.main_thread()
+    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def _run(argv: Sequence[str] | None) -> int:

@@ -36,6 +36,13 @@ from models.survival_data import (
 
 CURVE_TIMES = np.arange(3.0, 121.0, 3.0)
 """Month grid of the survival and CIF curves in the registry fits (0 excluded: S(0) = 1)."""
+TIME_UNITS: dict[str, float] = {
+    "days": 365.25 / 12,
+    "weeks": 365.25 / 12 / 7,
+    "months": 1.0,
+    "years": 1 / 12,
+}
+"""Units per month (a month is a twelfth of a 365.25-day year): the time units of ``--data``."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ class FitData:
     Attributes
     ----------
     time, event
-        Months (> 0) and event codes (0 censored; 1 event, or 1..K causes).
+        Times (> 0, in ``time_unit``) and event codes (0 censored; 1 event, or 1..K causes).
     x
         Covariates, shape ``(n, p)``, complete cases only.
     covariate_names
@@ -103,7 +110,9 @@ class FitData:
     cause_names
         Competing risks: the name of each code 1..K; ``()`` for a single event type.
     curve_times
-        Month grid of the derived curves.
+        Time grid of the derived curves.
+    time_unit
+        Unit of the times, cut points and curve times (a key of ``TIME_UNITS``).
     """
 
     time: np.ndarray
@@ -115,6 +124,15 @@ class FitData:
     slots: int | None = None
     cause_names: tuple[str, ...] = ()
     curve_times: np.ndarray = field(default_factory=lambda: CURVE_TIMES.copy())
+    time_unit: str = "months"
+
+    def __post_init__(self) -> None:
+        if self.time_unit not in TIME_UNITS:
+            raise ValueError(f"time_unit must be one of {', '.join(TIME_UNITS)}")
+
+    def from_months(self, months: float) -> float:
+        """``months`` in this data's time unit (e.g. 60 months = 5 years = 1826.25 days)."""
+        return float(months) * TIME_UNITS[self.time_unit]
 
     @property
     def n(self) -> int:
@@ -189,6 +207,7 @@ def make_fit_data(
     slots: int | None = None,
     cause_names: Sequence[str] = (),
     curve_times: np.ndarray | None = None,
+    time_unit: str = "months",
 ) -> FitData:
     """Complete cases of ``time``, ``event`` and named covariate arrays (NaN = missing)."""
     names = tuple(covariates)
@@ -211,10 +230,11 @@ def make_fit_data(
         slots=slots,
         cause_names=tuple(cause_names),
         curve_times=CURVE_TIMES.copy() if curve_times is None else np.asarray(curve_times, float),
+        time_unit=time_unit,
     )
 
 
 def default_curve_times(time: np.ndarray, n: int = 40) -> np.ndarray:
-    """A month grid of ``n`` points up to the longest follow-up (for user data)."""
+    """A grid of ``n`` points up to the longest follow-up, in the times' unit (user data)."""
     top = float(np.max(time))
     return np.linspace(top / n, top, n)

@@ -46,16 +46,19 @@ def load_fit(path: str | Path) -> Any:
     return az.from_netcdf(str(path))
 
 
-def summarize(idata: Any, var_names: list[str] | None = None) -> pd.DataFrame:
+def summarize(idata: Any, var_names: list[str] | None = None, *, jit: bool = True) -> pd.DataFrame:
     """ArviZ summary of the posterior plus equal-tailed quantities.
 
     Columns: ``mean, sd, hdi_2.5%, hdi_97.5%, mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat``
     (ArviZ, 95% HDI), then ``median, eti_2.5%, eti_97.5%`` and, for hazard-ratio rows
     (``hr[...]``), ``prob_gt_1`` = P(HR > 1). One row per scalar element (``name[coord]``).
+    ``jit=False``: ArviZ's NumPy code instead of its numba-compiled functions (same numbers to
+    ~1e-12; for one small posterior in a fresh process, compiling them costs more than it saves).
     """
     post = idata.posterior
     names = var_names or list(post.data_vars)
-    with quiet():  # R-hat and ESS of a constant (S(0) = 1) divide 0 by 0: NaN, reported as such
+    # quiet: R-hat and ESS of a constant (S(0) = 1) divide 0 by 0: NaN, reported as such
+    with quiet(), _numba(jit):
         summary = az.summary(idata, var_names=names, kind="all", hdi_prob=HDI_PROB, round_to="none")
     flat = _flatten(post[names])
     summary["median"] = [float(np.median(flat[r])) for r in summary.index]
@@ -66,6 +69,17 @@ def summarize(idata: Any, var_names: list[str] | None = None) -> pd.DataFrame:
     ]
     summary.index.name = "parameter"
     return summary
+
+
+@contextlib.contextmanager
+def _numba(enabled: bool) -> Iterator[None]:
+    before = az.Numba.numba_flag
+    if not enabled:
+        az.Numba.disable_numba()
+    try:
+        yield
+    finally:
+        az.Numba.numba_flag = before
 
 
 def _flatten(post: Any) -> dict[str, np.ndarray]:

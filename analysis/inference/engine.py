@@ -26,7 +26,7 @@ import logging
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,9 @@ class Compiled:
     nutpie_model: Any = None
     compile_seconds: float = 0.0
     uses: int = 0
+    source: str = "compiled"
+    """Where the nutpie model came from: ``compiled``, ``disk`` or ``memory`` (the cache of
+    :mod:`analysis.inference.compile_cache`)."""
 
 
 def structure_key(kind_name: str, data: FitData, priors: Priors) -> tuple:
@@ -100,35 +103,52 @@ def compile_nutpie(model: Any, var_names: list[str] | None = None) -> Any:
         return nutpie.compile_pymc_model(model, var_names=var_names)
 
 
-def compile_structure(kind_name: str, data: FitData, priors: Priors, sampler: str) -> Compiled:
-    """Build the PyMC model for ``data`` and (nutpie) compile it; time the compilation."""
+def compile_structure(
+    kind_name: str, data: FitData, priors: Priors, sampler: str, *, use_cache: bool = True
+) -> Compiled:
+    """Build the PyMC model for ``data`` and (nutpie) compile it, or load it from the on-disk
+    cache (:func:`analysis.inference.compile_cache.compile_cached`; ``use_cache=False``: always
+    compile, e.g. to time it); time it."""
+    from analysis.inference.compile_cache import compile_cached
+
     kind = KINDS[kind_name]
+    key = structure_key(kind_name, data, priors)
     with interrupt.guard():
         model = kind.build(data, priors)
         interrupt.hold("compiling")
         t0 = time.perf_counter()
-        compiled = None
+        compiled, source = None, "compiled"
         if sampler == "nutpie":
-            compiled = compile_nutpie(model, stored_names(model))
+            cached = compile_cached(
+                model, repr(key), var_names=stored_names(model), use_cache=use_cache
+            )
+            compiled, source = cached.model, cached.source
         seconds = time.perf_counter() - t0
     return Compiled(
-        key=structure_key(kind_name, data, priors),
+        key=key,
         kind=kind,
         model=model,
         sampler=sampler,
         nutpie_model=compiled,
         compile_seconds=seconds,
+        source=source,
     )
 
 
 @dataclass
 class FitResult:
-    """An InferenceData and how long it took."""
+    """An InferenceData and how long it took.
+
+    ``timings``: wall seconds of each step (``compile``: compiling or loading the structure, 0
+    when reused; ``sampling``; ``posterior``: derived quantities, log-likelihood and groups;
+    ``prior``: the prior draws, when made).
+    """
 
     idata: Any
     compile_seconds: float
     sampling_seconds: float
     reused_compiled: bool
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def fit_model(
@@ -140,6 +160,8 @@ def fit_model(
     compiled: Compiled | None = None,
     attrs: dict[str, Any] | None = None,
     keep_rows: bool = True,
+    with_prior: bool = True,
+    with_loglik: bool = True,
 ) -> tuple[FitResult, Compiled]:
     """Sample the posterior of one model on ``data``.
 
@@ -161,6 +183,10 @@ def fit_model(
         ``constant_data``). ``False`` for a user's own file: the saved fit then records the
         file name, not its rows (``constant_data`` keeps the cut points, covariate centres and
         scales, and the events and exposure per interval).
+    with_prior, with_loglik
+        Add the ``prior`` group (:func:`add_prior`) and the ``log_likelihood`` group
+        (:func:`add_log_likelihood`); ``False`` leaves them out (e.g. for a fit that may be
+        refitted, or whose InferenceData is not saved), to add later if needed.
 
     Returns
     -------
@@ -184,9 +210,12 @@ def fit_model(
     else:
         idata = _sample_pymc(compiled, data, settings, priors)
     sampling = time.perf_counter() - t0
-    idata = _finish(idata, kind_obj, data, compiled, keep_rows)
-    prior = sample_prior(kind, data, priors, seed=settings.seed)
-    idata.add_groups({"prior": prior})
+    t1 = time.perf_counter()
+    idata = _finish(idata, kind_obj, data, compiled, keep_rows, with_loglik)
+    t2 = time.perf_counter()
+    if with_prior:
+        add_prior(idata, kind, data, priors, settings.seed)
+    t3 = time.perf_counter()
     info = {
         "compile_seconds": round(compiled.compile_seconds, 3) if not reused else 0.0,
         "compile_seconds_structure": round(compiled.compile_seconds, 3),
@@ -199,6 +228,12 @@ def fit_model(
         compile_seconds=0.0 if reused else compiled.compile_seconds,
         sampling_seconds=sampling,
         reused_compiled=reused,
+        timings={
+            "compile": 0.0 if reused else round(compiled.compile_seconds, 3),
+            "sampling": round(sampling, 3),
+            "posterior": round(t2 - t1, 3),
+            **({"prior": round(t3 - t2, 3)} if with_prior else {}),
+        },
     )
     return result, compiled
 
@@ -272,20 +307,17 @@ def _sample_pymc(
         )
 
 
-def _finish(idata: Any, kind: Any, data: FitData, compiled: Compiled, keep_rows: bool) -> Any:
+def _finish(
+    idata: Any, kind: Any, data: FitData, compiled: Compiled, keep_rows: bool, with_loglik: bool
+) -> Any:
     """Name the covariates, drop spare slots, add derived quantities and the other groups."""
     post = idata.posterior
     keep = stored_names(compiled.model)
     post = post[[v for v in keep if v in post]]
     post = _relabel(post, data)
     post = xr.merge([post, kind.derived(post, data)])
-    ll = kind.loglik(post, data)
     n_cov = len(data.covariate_names)
     groups = {
-        "log_likelihood": xr.Dataset(
-            {"events": (("chain", "draw", "patient"), ll)},
-            coords={"chain": post.chain, "draw": post.draw, "patient": np.arange(data.n)},
-        ),
         "observed_data": xr.Dataset(kind.observed(data), coords={"patient": np.arange(data.n)}),
         "constant_data": _constant_data(data, n_cov),
     }
@@ -295,7 +327,23 @@ def _finish(idata: Any, kind: Any, data: FitData, compiled: Compiled, keep_rows:
     stats = idata.sample_stats
     new = idata.__class__(posterior=post, sample_stats=stats)
     new.add_groups(groups)
+    if with_loglik:
+        add_log_likelihood(new, kind.name, data)
     return new
+
+
+def add_log_likelihood(idata: Any, kind: str, data: FitData) -> Any:
+    """Add the ``log_likelihood`` group (each patient's log-likelihood summed over its
+    intervals, dim ``patient``, so LOO leaves out a patient); returns ``idata``."""
+    post = idata.posterior
+    ll = KINDS[kind].loglik(post, data)
+    group = xr.Dataset(
+        {"events": (("chain", "draw", "patient"), ll)},
+        coords={"chain": post.chain, "draw": post.draw, "patient": np.arange(data.n)},
+        attrs=dict(post.attrs),
+    )
+    idata.add_groups({"log_likelihood": group})
+    return idata
 
 
 def _relabel(post: xr.Dataset, data: FitData) -> xr.Dataset:
@@ -327,7 +375,7 @@ def _constant_data(data: FitData, n_cov: int) -> xr.Dataset:
             "cell_pattern": np.arange(cells.n_patterns),
         },
     )
-    ds["exposure"].attrs["meaning"] = "months at risk per interval and covariate pattern"
+    ds["exposure"].attrs["meaning"] = f"{data.time_unit} at risk per interval and covariate pattern"
     if n_cov:
         ds["x"] = (("patient", "covariate"), data.x)
         ds["pattern_x"] = (("cell_pattern", "covariate"), cells.x[:, :n_cov])
@@ -361,6 +409,12 @@ def _aggregate_data(data: FitData, n_cov: int) -> xr.Dataset:
         ds["x_scale"] = (("covariate",), data.scale_slots()[:n_cov])
         ds = ds.assign_coords(covariate=list(data.covariate_names))
     return ds
+
+
+def add_prior(idata: Any, kind: str, data: FitData, priors: Priors, seed: int) -> Any:
+    """Add the ``prior`` group (:func:`sample_prior`) to ``idata``; returns ``idata``."""
+    idata.add_groups({"prior": sample_prior(kind, data, priors, seed=seed)})
+    return idata
 
 
 def sample_prior(kind: str, data: FitData, priors: Priors, seed: int) -> xr.Dataset:
@@ -398,11 +452,7 @@ def _set_attrs(
         "n": data.n,
         "n_dropped_missing_covariate": data.n_dropped,
         "events": int(np.sum(data.event > 0)),
-        "cut_points_months": data.cuts.tolist(),
-        "curve_times_months": data.curve_times.tolist(),
-        "rmst_horizon_months": RMST_HORIZON,
-        "median_cap_months": MEDIAN_CAP,
-        "log_crude_rate_per_month": data.log_rate_center(),
+        **_time_attrs(data),
         "priors": priors.describe(),
         **priors.as_attrs(),
         "sampler": settings.sampler,
@@ -419,7 +469,25 @@ def _set_attrs(
         attrs["events_per_cause"] = [int(np.sum(data.event == k + 1)) for k in range(data.n_causes)]
     attrs.update({k: v for k, v in extra.items() if v is not None})
     for group in ("posterior", "sample_stats", "log_likelihood"):
-        getattr(idata, group).attrs.update(_netcdf_safe(attrs))
+        if group in idata.groups():
+            getattr(idata, group).attrs.update(_netcdf_safe(attrs))
+
+
+def _time_attrs(data: FitData) -> dict[str, Any]:
+    """Cut points, curve grid, horizons and crude rate in the data's time unit; for fits in
+    months also under the ``*_months`` names the registry's readers use."""
+    unit = data.time_unit
+    values = {
+        "cut_points": data.cuts.tolist(),
+        "curve_times": data.curve_times.tolist(),
+        "rmst_horizon": data.from_months(RMST_HORIZON),
+        "median_cap": data.from_months(MEDIAN_CAP),
+    }
+    attrs: dict[str, Any] = {"time_unit": unit, **values}
+    attrs[f"log_crude_rate_per_{unit.removesuffix('s')}"] = data.log_rate_center()
+    if unit == "months":
+        attrs.update({f"{k}_months": v for k, v in values.items()})
+    return attrs
 
 
 INTERVALS = "95% equal-tailed (the 2.5% and 97.5% posterior quantiles)"

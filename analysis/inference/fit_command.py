@@ -11,9 +11,19 @@ With ``--data FILE --time COL --event COL --covariates A,B``: a piecewise-expone
 dropped and counted; every other input problem is a one-line error (exit 2) found before anything
 is sampled or written. Numeric covariates are centred at their mean and scaled by their SD
 inside the model (0/1 ones keep 0 as the reference), so the answer does not depend on a column's
-origin or unit; HRs are reported per unit of the column as given and per SD. A fit that misses
-the sampling bar says so on stdout next to its numbers and in the JSON, and exits with status 3.
-The saved NetCDF records the file name and columns, not the file's rows.
+origin or unit; HRs are reported per unit of the column as given and per SD. The saved NetCDF
+records the file name and columns, not the file's rows.
+
+Times are in ``--time-unit`` (days, weeks, months or years; default months), and so are
+``--cuts``, ``--times``, the cut points and curve times of the outputs. Without ``--cuts`` the
+cut points are quantiles of the event times (:func:`models.survival_data.quantile_cuts`:
+``ceil(sqrt(events))`` intervals with about equal numbers of events, at most 20), so the baseline
+follows the data's own time scale; the log says which cut points were used and why.
+
+A fit that misses the sampling bar is refitted with the remedies of
+:mod:`analysis.inference.remedies` (each refit logged; every attempt in the JSON's
+``remedies``). If every attempt misses it, the attempt closest to the bar is reported, says so
+on stdout next to its numbers and in the JSON, and the exit status is 3 (``EXIT_BAR_MISSED``).
 """
 
 from __future__ import annotations
@@ -49,10 +59,16 @@ def _log(message: str) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of ``vlms fit``."""
+    t0 = time.perf_counter()
+    # PyMC, PyTensor, nutpie and ArviZ: the "imports" of the --data timings
+    import analysis.inference.diagnostics
+    import analysis.inference.engine  # noqa: F401
+
+    imports = time.perf_counter() - t0
     settings = _settings(args, str(args.data or args.cohort))
     if args.data is None:
         return _run_registry(args, settings)
-    return _run_csv(args, settings)
+    return _run_csv(args, settings, imports)
 
 
 def _settings(args: argparse.Namespace, file: str) -> Any:
@@ -127,6 +143,8 @@ class CsvInput:
     table: SurvivalTable
     cuts: np.ndarray
     times: np.ndarray | None
+    cuts_note: str = ""
+    """Where the cut points come from (``--cuts``, or the data and why)."""
 
     @property
     def file(self) -> str:
@@ -143,7 +161,7 @@ class CsvInput:
 
 def load_csv_input(args: argparse.Namespace) -> CsvInput:
     """Read and validate ``--data``; raise ``VlmsInputError`` at the first problem."""
-    from models.survival_data import DEFAULT_CUTS, check_cuts
+    from models.survival_data import check_cuts
 
     table = load_survival_table(
         args.data,
@@ -157,10 +175,28 @@ def load_csv_input(args: argparse.Namespace) -> CsvInput:
             cuts = check_cuts(args.cuts)
         except ValueError as exc:
             raise VlmsInputError(f"--cuts: {exc}", file=table.file) from None
+        note = f"from --cuts ({len(cuts)} intervals)"
     else:
-        cuts = np.array([c for c in DEFAULT_CUTS if c < float(np.max(table.time))])
+        cuts, note = data_cuts(table.time, table.event)
     times = report_times(args.times, table.file)
-    return CsvInput(table, cuts, None if times is None else np.array(times))
+    return CsvInput(table, cuts, None if times is None else np.array(times), note)
+
+
+def data_cuts(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, str]:
+    """Default cut points of ``--data`` (quantiles of the event times) and why they are these."""
+    from models.survival_data import MAX_INTERVALS, intervals_for_events, quantile_cuts
+
+    n_events = int(np.sum(event > 0))
+    wanted = intervals_for_events(n_events)
+    cuts = quantile_cuts(time, event, wanted)
+    note = (
+        f"at quantiles of the {n_events} event times: {len(cuts)} intervals with about "
+        f"{n_events / len(cuts):.0f} events each (ceil(sqrt(events)) = "
+        f"{math.ceil(math.sqrt(n_events))}, at most {MAX_INTERVALS}"
+        + (", fewer after rounding to 3 significant digits" if len(cuts) < wanted else "")
+        + "); set them with --cuts"
+    )
+    return cuts, note
 
 
 def time_unit(args: argparse.Namespace) -> str:
@@ -186,17 +222,21 @@ def source_record(args: argparse.Namespace, table: SurvivalTable) -> dict[str, A
     }
 
 
-def _run_csv(args: argparse.Namespace, settings: Any) -> int:
+def _run_csv(args: argparse.Namespace, settings: Any, imports: float = 0.0) -> int:
     from analysis.inference import diagnostics as diagnostics
     from analysis.inference.data import default_curve_times, make_fit_data
-    from analysis.inference.engine import fit_model, save_idata
+    from analysis.inference.engine import add_log_likelihood, add_prior, fit_model, save_idata
     from analysis.inference.fit_report import covariate_notes, csv_results, format_results
+    from analysis.inference.remedies import fit_with_remedies
     from models.priors import Priors
 
+    timings = {"imports": imports}
+    t1 = time.perf_counter()
     data_in = load_csv_input(args)
     table = data_in.table
     priors = Priors(effect_family=args.prior_family, effect_sd=float(args.prior_sd))
     source = source_record(args, table)
+    unit = source["time_unit"]
     causes: tuple[str, ...] = ()
     event = table.event
     if args.competing:  # each cause keeps its code; the model numbers them 1..K
@@ -213,33 +253,66 @@ def _run_csv(args: argparse.Namespace, settings: Any) -> int:
         cuts=data_in.cuts,
         cause_names=causes,
         curve_times=grid,
+        time_unit=unit,
     )
     data = dataclasses.replace(data, n_dropped=table.n_dropped)
+    timings["read"] = time.perf_counter() - t1
     _log(
         f"vlms fit: {data.n} rows ({data.n_dropped} dropped for a missing covariate), "
-        f"{int(np.sum(data.event > 0))} events, {len(data.cuts)} intervals; "
-        f"compiling and sampling ({settings.sampler})"
+        f"{int(np.sum(data.event > 0))} events; time unit {unit}"
     )
+    _log(f"vlms fit: cut points ({unit}) {_numbers(data.cuts)}, {data_in.cuts_note}")
     kind = "competing" if args.competing else "pem"
     attrs = {
         "model_name": Path(table.file).stem,
         "source_file": source["file"],
         "time_column": table.time_column,
         "event_column": table.event_column,
-        "time_unit": source["time_unit"],
+        "time_unit": unit,
         "event_coding": source["event_coding"],
         "n_read": table.n_read,
         "missing_rule": MISSING_RULE,
         "input_notes": "; ".join(source["notes"]),
+        "cuts_chosen": data_in.cuts_note,
     }
     if causes:
         attrs["cause_codes"] = ",".join(map(str, table.causes))
-    result, _ = fit_model(
-        data, kind=kind, priors=priors, settings=settings, attrs=attrs, keep_rows=False
+    compiled: dict[Any, Any] = {}
+    steps: dict[str, float] = {}
+
+    def run(s: Any, p: Priors) -> tuple[Any, tuple[bool, dict[str, Any]]]:
+        done = compiled.get(p)
+        note = "" if done is not None else " (compiling, or loading the compiled model)"
+        _log(f"vlms fit: sampling ({s.sampler}, {s.chains} chains){note}")
+        result, compiled[p] = fit_model(
+            data,
+            kind=kind,
+            priors=p,
+            settings=s,
+            compiled=done,
+            attrs=attrs,
+            keep_rows=False,
+            with_prior=False,  # prior draws and log-likelihood: for the NetCDF (--out) only
+            with_loglik=False,
+        )
+        ta = time.perf_counter()
+        summary = diagnostics.summarize(result.idata, jit=False)
+        verdict = diagnostics.passes_bar(result.idata, summary)
+        for name, seconds in (*result.timings.items(), ("diagnostics", time.perf_counter() - ta)):
+            steps[name] = steps.get(name, 0.0) + seconds
+        return result, verdict
+
+    (result, (ok, details)), attempts = fit_with_remedies(
+        run, lambda fitted: fitted[1], settings, priors, log=_log
     )
-    summary = diagnostics.summarize(result.idata)
-    ok, details = diagnostics.passes_bar(result.idata, summary)
-    report = csv_results(result, data, details, settings, source)
+    timings.update(steps)
+    shown = next(a for a in attempts if a.reported)
+    used = dataclasses.replace(
+        settings, target_accept=shown.target_accept, draws=shown.draws, tune=shown.tune
+    )
+    report = csv_results(result, data, details, used, source)
+    report["cuts"] = {"points": data.cuts.tolist(), "unit": unit, "how": data_in.cuts_note}
+    report["remedies"] = [a.as_dict() for a in attempts]
     result.idata.posterior.attrs["status"] = report["status"]
     result.idata.posterior.attrs["covariate_notes"] = "; ".join(covariate_notes(report))
     _log(
@@ -248,12 +321,25 @@ def _run_csv(args: argparse.Namespace, settings: Any) -> int:
     )
     times = None if data_in.times is None else data_in.times.tolist()
     print(format_results(report, times))
+    t2 = time.perf_counter()
+    if args.out is not None:  # prior draws and pointwise log-likelihood: the NetCDF's only
+        p_used = dataclasses.replace(priors, parameterization=shown.parameterization)
+        add_prior(result.idata, kind, data, p_used, settings.seed)
+        add_log_likelihood(result.idata, kind, data)
+        timings["prior_and_loglik"] = time.perf_counter() - t2
     with together():  # both files or neither, even if interrupted between them
+        t3 = time.perf_counter()
         if args.out is not None:
             save_idata(result.idata, args.out)
+        timings["write"] = time.perf_counter() - t3  # the NetCDF (the JSON takes milliseconds)
+        report["timings"] = {k: round(v, 3) for k, v in timings.items()}
         if args.json is not None:
             write_json(args.json, report)
     for path in (args.out, args.json):
         if path is not None:
             _log(f"wrote {path}")
     return 0 if ok else EXIT_BAR_MISSED
+
+
+def _numbers(values: np.ndarray) -> str:
+    return ", ".join(f"{v:g}" for v in values)

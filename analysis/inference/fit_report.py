@@ -16,6 +16,7 @@ import numpy as np
 from analysis.core.separation import likelihood_shape
 from analysis.inference.engine import CENTRING, INTERVALS
 from analysis.inference.kinds import AVERAGED
+from analysis.inference.remedies import attempt_line
 
 FAILED = "SAMPLING BAR MISSED"
 
@@ -35,7 +36,8 @@ def failure_line(d: dict[str, Any]) -> str:
         missed.append(f"{d['divergences']} divergent transitions")
     return (
         f"{FAILED} ({', '.join(missed) or 'see the diagnostics'}): these numbers are not "
-        "reliable; do not use them (more --draws/--tune or a higher --target-accept may help)"
+        "reliable; do not use them (the automatic refits, listed below and in the JSON's "
+        "remedies, did not reach the bar: the numbers are the closest attempt's)"
     )
 
 
@@ -217,6 +219,11 @@ def format_results(doc: dict[str, Any], times: list[float] | None) -> str:
         f"diagnostics: max R-hat {d['max_rhat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
         f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: sampling bar {verdict}"
     )
+    refits = doc.get("remedies", [])[1:]
+    if refits:
+        lines.append(f"automatic refits after the first attempt missed the bar: {len(refits)}")
+        if failed:
+            lines += [f"  {i}. {attempt_line(a)}" for i, a in enumerate(doc["remedies"], 1)]
     if failed:
         lines.append(doc["status"])
     return "\n".join(lines)

@@ -23,8 +23,11 @@ from models.survival_data import binary_patterns
 
 AVERAGED = "averaged over the patients' covariates (the mean of each patient's predicted curve)"
 RMST_HORIZON = 60.0
+"""Months: RMST is restricted to 5 years (``rmst_60``; converted to the data's time unit)."""
 MEDIAN_CAP = 120.0
-"""Median survival is reported capped at 10 years (beyond, the data say little)."""
+"""Months: median survival is reported capped at 10 years (beyond, the data say little)."""
+CIF_HORIZONS = (24.0, 60.0)
+"""Months: the competing-risk CIFs are also reported at 2 and 5 years (``cif_at``)."""
 
 # --------------------------------------------------------------------------- model kinds
 
@@ -55,8 +58,9 @@ class PemKind:
         )
 
     def derived(self, post: xr.Dataset, data: FitData) -> xr.Dataset:
-        """Survival curves, RMST at 60 months and capped median per covariate pattern, and the
-        survival curve averaged over the patients' covariates."""
+        """Survival curves, RMST at 5 years and median capped at 10 years per covariate pattern
+        (horizons in the data's time unit), and the survival curve averaged over the patients'
+        covariates."""
         from models.pem import (
             linear_predictor,
             median_survival,
@@ -80,10 +84,13 @@ class PemKind:
             {
                 "survival": ((*dims, "pattern", "time"), curves),
                 "survival_averaged": ((*dims, "time"), cohort),
-                "rmst_60": ((*dims, "pattern"), rmst(log_h, data.cuts, RMST_HORIZON)),
+                "rmst_60": (
+                    (*dims, "pattern"),
+                    rmst(log_h, data.cuts, data.from_months(RMST_HORIZON)),
+                ),
                 "median_survival_capped": (
                     (*dims, "pattern"),
-                    median_survival(log_h, data.cuts, MEDIAN_CAP),
+                    median_survival(log_h, data.cuts, data.from_months(MEDIAN_CAP)),
                 ),
             },
             coords=coords,
@@ -139,7 +146,7 @@ class CompetingKind:
         return [k for k, c in enumerate(data.cause_names) if c != self.death_cause]
 
     def derived(self, post: xr.Dataset, data: FitData) -> xr.Dataset:
-        """Standardised CIF per cause on the month grid, at 2 and 5 years, and net RFS."""
+        """Standardised CIF per cause on the time grid, at 2 and 5 years, and net RFS."""
         from models.competing import standardized_cif, standardized_net_survival
 
         log_h0 = post["log_h0"].transpose(..., "cause", "interval").values
@@ -149,7 +156,8 @@ class CompetingKind:
         x = data.x - data.center
         times = data.curve_times
         cif = standardized_cif(log_h0, beta, x, data.cuts, times)
-        at = standardized_cif(log_h0, beta, x, data.cuts, np.array([24.0, 60.0]))
+        horizons = [data.from_months(m) for m in CIF_HORIZONS]
+        at = standardized_cif(log_h0, beta, x, data.cuts, np.array(horizons))
         rec = self.recurrence_causes(data)
         rfs = standardized_net_survival(log_h0, beta, x, data.cuts, times, rec)
         dims = ("chain", "draw")
@@ -159,7 +167,7 @@ class CompetingKind:
                 "cif_at": ((*dims, "cause", "horizon"), at),
                 "recurrence_free_survival": ((*dims, "time"), rfs),
             },
-            coords={"cause": list(data.cause_names), "time": times, "horizon": [24.0, 60.0]},
+            coords={"cause": list(data.cause_names), "time": times, "horizon": horizons},
         )
         ds["cif"].attrs["meaning"] = f"cumulative incidence, {AVERAGED}"
         ds["recurrence_free_survival"].attrs["causes_counted"] = ",".join(

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.inference.data import FitData
-from analysis.inference.engine import SamplerSettings, compile_nutpie, nutpie_sample
+from analysis.inference.engine import SamplerSettings, nutpie_sample
 from analysis.inference.registry import REGISTRY
 from analysis.inference.runner import spec_seed
 from analysis.inference.spec_data import spec_data
@@ -98,8 +98,8 @@ def run_sensitivity(
     Returns the table (one row per model x prior) and timings (``compile_seconds``,
     ``sampling_seconds`` in all, ``fits``).
     """
-
     from analysis.inference import diagnostics as diagnostics
+    from analysis.inference.compile_cache import compile_cached
 
     priors = SENSITIVITY_PRIORS if priors is None else priors
     specs = {s.name: s for s in REGISTRY}
@@ -130,9 +130,9 @@ def run_sensitivity(
     )
     t0 = time.perf_counter()
     names = [v for v in SAMPLED_VARS if v in model.named_vars]
-    compiled = compile_nutpie(model, names)
+    compiled = compile_cached(model, "sensitivity", var_names=names).model
     compile_seconds = time.perf_counter() - t0
-    log(f"sensitivity: compiled once in {compile_seconds:.1f} s")
+    log(f"sensitivity: compiled (or loaded from the compile cache) in {compile_seconds:.1f} s")
     rows: list[SensitivityRow] = []
     sampling_total = 0.0
     for name in models:

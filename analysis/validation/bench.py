@@ -11,6 +11,9 @@ Every figure is the median over ``--repeats`` runs (the repeats are listed in th
   ``--sizes`` patients, fitted on collapsed counts (one compiled model, data swapped) and on
   expanded person-period rows (up to ``--expanded-max`` patients), with time and peak memory;
   lifelines' Cox model on the same data (up to ``--cox-max`` patients) as a reference;
+* ``vlms fit --data`` on a simulated 92-patient CSV with one binary covariate, in a new process:
+  the first run with an empty compiled-model cache and ``--repeats`` runs with it filled, with
+  the command's own step timings (imports, compile or cache load, sampling, ArviZ, writing);
 * ``make fit``: wall time warm (this checkout and venv; ``--make-fit-repeats``), and cold (a
   fresh clone with a fresh venv) only with ``--cold``.
 
@@ -21,6 +24,7 @@ through ``/proc/self/clear_refs`` before each step) over the resident set at the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -159,7 +163,8 @@ def bench_models(
         if key not in compiled_cache:
             log(f"  compiling the {spec.builder} structure ({data.n_slots} slots) x{repeats}")
             compiled_cache[key] = [
-                compile_structure(spec.builder, data, spec.priors, "nutpie") for _ in range(repeats)
+                compile_structure(spec.builder, data, spec.priors, "nutpie", use_cache=False)
+                for _ in range(repeats)
             ]
         compiled = compiled_cache[key]
         row: dict[str, Any] = {
@@ -282,7 +287,7 @@ def _scale_one(
     row["collapsed_prepare_peak_mb"] = prep.peak_mb
     row["collapsed_prepare_peak_rss_mb"] = prep.peak_rss_mb
     if compiled is None:
-        c = measure(partial(compile_structure, "pem", data, priors, "nutpie"))
+        c = measure(partial(compile_structure, "pem", data, priors, "nutpie", use_cache=False))
         compiled = c.value
         row["collapsed_compile_s"] = c.seconds
     model = compiled.nutpie_model.with_data(**values)
@@ -380,6 +385,79 @@ def _cox(cohort: Any) -> list[float]:
     )
     cph = CoxPHFitter().fit(df, duration_col="t", event_col="e")
     return [float(v) for v in cph.params_.values]
+
+
+# --------------------------------------------------------------------------- one own-data fit
+
+OWN_FIT_PATIENTS = 92
+OWN_FIT_PHASES = ("imports", "read", "compile", "sampling", "posterior", "diagnostics", "write")
+"""Steps timed by ``vlms fit --data`` itself (its JSON's ``timings``); the rest of the wall
+time is Python's start-up and the ``vlms`` command line."""
+
+
+def own_fit_csv(path: Path, seed: int) -> dict[str, int]:
+    """A cohort like the issue's user: 92 patients, one binary covariate, about a third with the
+    event (months), simulated with :mod:`analysis.validation.simulate`."""
+    import pandas as pd
+
+    from analysis.validation.simulate import binary_covariates, simulate_pem
+
+    rng = np.random.default_rng(seed)
+    x = binary_covariates(rng, OWN_FIT_PATIENTS, (0.45,))
+    cohort = simulate_pem(rng, np.log([0.006, 0.004]), np.array([0.7]), x, np.array([0.0, 24.0]))
+    frame = pd.DataFrame({"months": np.round(cohort.time, 2) + 0.01, "dss": cohort.event,
+                          "marker": x[:, 0].astype(int)})  # fmt: skip
+    frame.to_csv(path, index=False)
+    return {"patients": OWN_FIT_PATIENTS, "events": int(cohort.event.sum())}
+
+
+def bench_own_fit(root: Path, repeats: int, seed: int, log: Callable[[str], None]) -> dict:
+    """Wall time of ``vlms fit --data`` in a new process on a 92-patient CSV: the first run with
+    an empty compiled-model cache, then ``repeats`` runs with it filled."""
+    with tempfile.TemporaryDirectory(prefix="vlms-own-fit-") as tmp:
+        folder = Path(tmp)
+        info = own_fit_csv(folder / "cohort.csv", seed)
+        out = folder / "fit.json"
+        cmd = [sys.executable, "-m", "analysis.cli", "fit", "--data", str(folder / "cohort.csv"),
+               "--time", "months", "--event", "dss", "--covariates", "marker",
+               "--seed", str(seed), "--json", str(out)]  # fmt: skip
+        env = {**os.environ, "VLMS_CACHE_DIR": str(folder / "cache")}
+        runs = []
+        for i in range(1 + repeats):
+            cpu0 = _children_cpu()
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            cpu = _children_cpu() - cpu0
+            doc = json.loads(out.read_text()) if proc.returncode in (0, 3) else {}
+            runs.append({
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "load_average_after": os.getloadavg()[0],
+                "exit": proc.returncode,
+                "timings": doc.get("timings", {}),
+                "refits": len(doc.get("remedies", [None])) - 1,
+                "failure_tail": _tail(proc.stderr) if proc.returncode not in (0, 3) else "",
+            })  # fmt: skip
+            log(f"  vlms fit --data ({'first' if i == 0 else 'cached'}) #{i + 1}: {wall:.1f} s "
+                f"wall, {cpu:.1f} s CPU")  # fmt: skip
+            out.unlink(missing_ok=True)
+    later = runs[1:]
+    return {
+        **info,
+        "command": "vlms fit --data cohort.csv --time months --event dss --covariates marker",
+        "first": runs[0],
+        "second": later,
+        "second_wall_s_median": median([r["wall_s"] for r in later]),
+    }
+
+
+def _children_cpu() -> float:
+    """User plus system CPU seconds of the finished child processes so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --------------------------------------------------------------------------- make fit
@@ -523,6 +601,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 + ".",
             ]
         lines.append("")
+    lines += own_fit_markdown(doc.get("own_fit"))
     mf = doc.get("make_fit") or {}
     lines += ["## `make fit` wall time", ""]
     if "warm_s_median" in mf:
@@ -550,6 +629,44 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def own_fit_markdown(block: dict[str, Any] | None) -> list[str]:
+    """The section on one ``vlms fit --data`` run, first (compiling) and cached."""
+    if not block:
+        return []
+    head = " | ".join(OWN_FIT_PHASES)
+    lines = [
+        f"## `vlms fit --data` on {block['patients']} patients ({block['events']} events)",
+        "",
+        f"`{block['command']}` in a new process each time (simulated CSV, one binary "
+        "covariate; 4 chains x 1000 draws after 1000 tuning). First: empty compiled-model "
+        "cache (`VLMS_CACHE_DIR`); then with the compiled model on disk. Steps as timed by the "
+        "command (JSON `timings`); other: Python start-up and the command line. CPU: user "
+        "plus system seconds of the process (sampling runs 2 chains at a time, so an idle "
+        "2-core machine needs less wall time than CPU time); load: the 1-minute load average "
+        "after the run (above 2, other work was competing for the 2 cores).",
+        "",
+        f"| run | wall s | CPU s | load | {head} | other | refits | exit |",
+        "|---" * (len(OWN_FIT_PHASES) + 7) + "|",
+    ]
+    runs = [("first", block["first"])] + [(f"cached #{i}", r) for i, r in
+                                          enumerate(block["second"], start=1)]  # fmt: skip
+    for label, r in runs:
+        t = r["timings"]
+        other = r["wall_s"] - sum(t.get(k, 0.0) for k in OWN_FIT_PHASES)
+        cells = " | ".join(_f(t.get(k)) for k in OWN_FIT_PHASES)
+        lines.append(f"| {label} | {r['wall_s']:.1f} | {_f(r.get('cpu_s'), 1)} | "
+                     f"{_f(r.get('load_average_after'), 1)} | {cells} | {_f(other)} | "
+                     f"{r['refits']} | {r['exit']} |")  # fmt: skip
+    s = block["second_wall_s_median"]
+    lines += [
+        "",
+        f"Cached run: median {s:.1f} s wall (aim < 5 s on 2 cores: "
+        f"{'reached' if s < 5 else 'not reached'}); first run {block['first']['wall_s']:.1f} s.",
+        "",
+    ]
+    return lines
+
+
 # --------------------------------------------------------------------------- command
 
 
@@ -571,7 +688,7 @@ def run_cli(args: argparse.Namespace) -> int:
     repeats = int(args.repeats)
     if repeats < 1:
         raise VlmsInputError("--repeats must be at least 1")
-    parts = set(getattr(args, "parts", None) or ["models", "scaling", "make_fit"])
+    parts = set(getattr(args, "parts", None) or ["models", "scaling", "own_fit", "make_fit"])
     sizes = _sizes(getattr(args, "sizes", None))
     cohort_path = Path(getattr(args, "cohort", "data/cohort.csv"))
     root = Path(__file__).resolve().parents[2]
@@ -604,6 +721,9 @@ def run_cli(args: argparse.Namespace) -> int:
             int(getattr(args, "cox_max", COX_MAX)),
             log,
         )
+    if "own_fit" in parts:
+        log("vlms bench: vlms fit --data on a 92-patient CSV, first and cached runs")
+        doc["own_fit"] = bench_own_fit(root, repeats, args.seed, log)
     doc["make_fit"] = {}
     if "make_fit" in parts:
         log("vlms bench: make fit (warm)")

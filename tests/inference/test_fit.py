@@ -43,10 +43,12 @@ def test_csv_fit_writes_json_and_netcdf(tmp_path: Path) -> None:
     csv = _write_csv(tmp_path / "d.csv")
     out_json, out_nc = tmp_path / "r.json", tmp_path / "r.nc"
     args = ["fit", "--data", str(csv), "--time", "months", "--event", "status"]
-    args += ["--covariates", "a,b", "--json", str(out_json), "--out", str(out_nc), *FAST]
+    # nutpie at its defaults (compiled once per machine, then cached): PyMC with too few draws
+    # would miss the bar and go through every remedy
+    args += ["--covariates", "a,b", "--json", str(out_json), "--out", str(out_nc)]
     status = main(args)
     doc = json.loads(out_json.read_text())
-    assert status == (0 if doc["diagnostics"]["meets_bar"] else 3)
+    assert status == (0 if doc["diagnostics"]["meets_bar"] else 3)  # 3: bar missed after remedies
     assert doc["n"] == 118 and doc["n_dropped"] == 2
     assert doc["events"] == int(pd.read_csv(csv).dropna()["status"].sum())
     import arviz as az

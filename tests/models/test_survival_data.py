@@ -14,8 +14,10 @@ from models.survival_data import (
     expand,
     exposure_to,
     interval_labels,
+    intervals_for_events,
     poisson_loglik,
     quantile_cuts,
+    round_significant,
     rows_as_cells,
 )
 
@@ -146,6 +148,33 @@ def test_quantile_cuts_and_labels() -> None:
     cuts = quantile_cuts(t, e, 4)
     assert cuts[0] == 0 and np.all(np.diff(cuts) > 0) and len(cuts) <= 4
     assert interval_labels([0, 6, 12]) == ["(0, 6]", "(6, 12]", "(12, inf)"]
+
+
+def test_intervals_grow_with_the_events_up_to_a_cap() -> None:
+    got = [intervals_for_events(k) for k in (0, 1, 2, 5, 10, 31, 140, 361, 362, 5000)]
+    assert got == [1, 1, 2, 3, 4, 6, 12, 19, 20, 20]
+    assert intervals_for_events(5000, cap=8) == 8
+
+
+def test_round_significant() -> None:
+    np.testing.assert_array_equal(
+        round_significant(np.array([0.0, 0.05341, 5.300001, 187.3, 1234.0])),
+        [0.0, 0.053, 5.3, 190.0, 1200.0],
+    )
+
+
+def test_quantile_cuts_split_the_events_evenly_in_any_unit() -> None:
+    rng = np.random.default_rng(3)
+    t = rng.weibull(0.7, 2000) * 900.0 + 0.5  # days
+    e = (rng.random(2000) < 0.6).astype(int)
+    days = quantile_cuts(t, e)
+    assert len(days) == 20 and days[0] == 0  # sqrt(~1200 events) > 20: the cap
+    per_interval = np.bincount(np.searchsorted(days, t[e == 1], side="left") - 1)
+    assert per_interval.min() > 0.9 * e.sum() / 20 and per_interval.max() < 1.1 * e.sum() / 20
+    years = quantile_cuts(t / 365.25, e)
+    np.testing.assert_allclose(years * 365.25, days, rtol=0.01)  # the same cuts, rounded
+    assert list(quantile_cuts(t, np.zeros_like(e))) == [0.0]
+    assert list(quantile_cuts(t, e, n_intervals=1)) == [0.0]
 
 
 def test_exposure_to_grid() -> None:

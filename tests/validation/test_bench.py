@@ -50,3 +50,21 @@ def test_bench_scaling_smoke(tmp_path: Path) -> None:
     np.testing.assert_allclose(cox, [0.7, -0.4], atol=0.45)
     text = (tmp_path / "bench.md").read_text()
     assert "Scaling" in text and "not measured" in text
+
+
+def test_own_fit_cohort_and_report(tmp_path: Path) -> None:
+    """The 92-patient CSV of the own-data timing, and its report section (made-up timings)."""
+    import pandas as pd
+
+    info = bench.own_fit_csv(tmp_path / "c.csv", seed=1)
+    df = pd.read_csv(tmp_path / "c.csv")
+    assert len(df) == info["patients"] == 92 and df["dss"].sum() == info["events"] > 0
+    assert set(df["marker"]) == {0, 1} and (df["months"] > 0).all()
+    run = {"exit": 0, "refits": 0, "timings": dict.fromkeys(bench.OWN_FIT_PHASES, 0.5)}
+    run["cpu_s"], run["load_average_after"] = 6.0, 1.5
+    block = {**info, "command": "vlms fit --data c.csv", "first": {**run, "wall_s": 20.0},
+             "second": [{**run, "wall_s": 4.5}], "second_wall_s_median": 4.5}  # fmt: skip
+    text = "\n".join(bench.own_fit_markdown(block))
+    assert "| first | 20.0 | 6.0 | 1.5 |" in text and "| cached #1 | 4.5 |" in text
+    assert "| 1.00 | 0 | 0 |" in text  # other = 4.5 - 7 x 0.5
+    assert "median 4.5 s wall (aim < 5 s on 2 cores: reached)" in text

@@ -3,6 +3,7 @@ coverage, and a small run through a local Dask cluster started here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -169,6 +170,30 @@ def test_failures_are_counted_not_dropped() -> None:
     assert f["with_divergences"] == 1 and f["missed_sims"] == [1]
 
 
+def test_a_fit_missing_the_bar_is_refitted_with_the_remedies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Too few draws for the bar: the record keeps the first verdict, the remedies tried and the
+    last fit's diagnostics (here a one-step ladder, to keep the test short)."""
+    from analysis.inference.remedies import REMEDIES
+
+    monkeypatch.setattr(validate, "REMEDIES", REMEDIES[:1])
+    settings = validate.SbcSettings(sampler="pymc", draws=60, tune=60, chains=2, seed=3)
+    record = validate.run_simulation(validate.MODELS["pem_tma"], 0, 5, settings, Priors())
+    assert record["error"] is None
+    assert not record["ok_first"] and not record["ok"]  # 120 draws: ESS < 400 either way
+    assert record["remedies"] == ["target_accept"]
+    assert [a["target_accept"] for a in record["attempts"]] == [0.95, 0.99]
+    (shown,) = [a for a in record["attempts"] if a["reported"]]
+    assert record["min_ess_bulk"] == shown["min_ess_bulk"]
+    summary = validate.failure_summary([record])
+    assert summary["missed_bar_first_attempt"] == summary["missed_bar"] == 1
+    assert summary["remedies_used"] == {"target_accept": 1}
+    no_remedy = dataclasses.replace(settings, remedies=False)
+    record = validate.run_simulation(validate.MODELS["pem_tma"], 0, 5, no_remedy, Priors())
+    assert record["remedies"] == [] and len(record["attempts"]) == 1
+
+
 # --------------------------------------------------------------------------- a small run
 
 
@@ -185,7 +210,7 @@ def test_sbc_smoke_on_a_local_dask_cluster(tmp_path: Path) -> None:
         status = main([
             "validate", "--sims", "3", "--scheduler", cluster.scheduler_address,
             "--models", "pem_tma", "--sampler", "pymc", "--draws", "60", "--tune", "60",
-            "--chains", "2", "--seed", "11", "--out-dir", str(tmp_path),
+            "--chains", "2", "--seed", "11", "--no-remedies", "--out-dir", str(tmp_path),
         ])  # fmt: skip
     assert status == 0
     folder = tmp_path / "validation"

@@ -1,0 +1,79 @@
+"""The remedy ladder: order, cumulative changes, stopping at the first fit that meets the bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analysis.inference.engine import SamplerSettings
+from analysis.inference.remedies import REMEDIES, fit_with_remedies
+from models.priors import Priors
+
+GOOD = {"max_rhat": 1.001, "min_ess_bulk": 900.0, "min_ess_tail": 800.0, "divergences": 0}
+BAD = {**GOOD, "divergences": 3}
+
+
+def _ladder(
+    outcomes: list[bool], details: list[dict] | None = None
+) -> tuple[list[tuple[Any, Priors]], list[Any], Any]:
+    calls: list[tuple[Any, Priors]] = []
+
+    def run(settings: Any, priors: Priors) -> int:
+        calls.append((settings, priors))
+        return len(calls) - 1
+
+    def check(i: int) -> tuple[bool, dict[str, Any]]:
+        if details is not None:
+            return outcomes[i], details[i]
+        return outcomes[i], GOOD if outcomes[i] else BAD
+
+    logged: list[str] = []
+    result, attempts = fit_with_remedies(
+        run, check, SamplerSettings(draws=100, tune=50), Priors(), log=logged.append
+    )
+    return calls, attempts, (result, logged)
+
+
+def test_a_fit_that_meets_the_bar_is_not_refitted() -> None:
+    calls, attempts, (result, logged) = _ladder([True])
+    assert len(calls) == 1 and result == 0 and logged == []
+    assert [a.remedy for a in attempts] == ["none"] and attempts[0].meets_bar
+
+
+def test_remedies_apply_in_order_and_cumulatively_until_the_bar_is_met() -> None:
+    calls, attempts, (result, logged) = _ladder([False, False, True, True])
+    assert result == 2 and len(calls) == 3 and len(logged) == 2
+    (s0, p0), (s1, p1), (s2, p2) = calls
+    assert (s0.target_accept, s0.draws, p0.parameterization) == (0.95, 100, "non_centred")
+    assert (s1.target_accept, s1.draws, p1.parameterization) == (0.99, 100, "non_centred")
+    assert (s2.target_accept, s2.draws, s2.tune) == (0.99, 200, 100)
+    assert p2.parameterization == "non_centred"
+    assert [a.remedy for a in attempts] == ["none", "target_accept", "longer"]
+    assert [a.meets_bar for a in attempts] == [False, False, True]
+    assert [a.reported for a in attempts] == [False, False, True]
+    assert attempts[0].divergences == 3 and attempts[-1].divergences == 0
+
+
+def test_every_remedy_is_tried_when_all_fail() -> None:
+    calls, attempts, (result, _) = _ladder([False] * 10)
+    assert len(calls) == len(REMEDIES) + 1
+    assert result == 0 and attempts[0].reported  # equally bad: the first is kept
+    last_settings, last_priors = calls[-1]
+    assert (last_settings.draws, last_settings.tune) == (200, 100)
+    assert last_priors.parameterization == "centred"
+    assert not any(a.meets_bar for a in attempts)
+    assert "bar missed" in attempts[-1].summary()
+
+
+def test_when_every_remedy_fails_the_attempt_closest_to_the_bar_is_reported() -> None:
+    """A remedy can make things worse (the centred baseline on a small cohort): the reported
+    fit is the one with the fewest divergences, then the lowest R-hat, then the largest ESS."""
+    details = [
+        {**GOOD, "divergences": 2},
+        {**GOOD, "min_ess_tail": 265.0},
+        {**GOOD, "min_ess_tail": 380.0, "max_rhat": 1.005},
+        {**GOOD, "max_rhat": 1.08, "min_ess_bulk": 36.0},
+    ]
+    calls, attempts, (result, _) = _ladder([False] * 4, details)
+    assert len(calls) == 4 and result == 2
+    assert [a.reported for a in attempts] == [False, False, True, False]
+    assert "reported" in attempts[2].summary()
