@@ -303,7 +303,7 @@ def _run_csv(args: argparse.Namespace, settings: Any, imports: float = 0.0) -> i
         return result, verdict
 
     (result, (ok, details)), attempts = fit_with_remedies(
-        run, lambda fitted: fitted[1], settings, priors, log=_log
+        run, lambda fitted: fitted[1], settings, priors, log=lambda line: _log(f"vlms fit: {line}")
     )
     timings.update(steps)
     shown = next(a for a in attempts if a.reported)
