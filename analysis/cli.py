@@ -206,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.95,
         help="NUTS target acceptance of the first attempt (default: %(default)s); a --data fit "
-        "with divergences or another miss of the sampling bar is refitted automatically (0.99, "
-        "then twice the draws, then the other baseline parameterisation; exit 3 if all miss)",
+        "with divergences or another miss of the sampling bar is refitted automatically (0.99 "
+        "after divergences, twice the draws, the other baseline parameterisation; exit 3 if all "
+        "miss)",
     )
     p.add_argument(
         "--out",

@@ -88,11 +88,18 @@ def test_a_fit_that_misses_the_bar_after_every_remedy_exits_3(
     assert status == EXIT_BAR_MISSED == 3
     assert not doc["diagnostics"]["meets_bar"]
     steps = doc["remedies"]
-    assert [s["remedy"] for s in steps] == ["none", *(r.name for r in REMEDIES)]
+    names = [s["remedy"] for s in steps]
+    assert names[0] == "none" and {"longer", "parameterization"} <= set(names[1:])
+    assert names[1:] == [r.name for r in REMEDIES if r.name in names]  # ladder order
+    diverged = [s["divergences"] > 0 for s in steps]
+    # higher target acceptance is taken iff an attempt before it diverged
+    if "target_accept" in names:
+        assert any(diverged[: names.index("target_accept")])
+    else:
+        assert not any(diverged[:-1])
     assert not any(s["meets_bar"] for s in steps)
-    assert [s["target_accept"] for s in steps] == [0.95, 0.99, 0.99, 0.99]
-    assert [s["parameterization"] for s in steps] == ["non_centred"] * 3 + ["centred"]
-    assert [s["draws"] for s in steps] == [40, 40, 80, 80]
+    assert steps[-1]["parameterization"] == "centred" and steps[-1]["draws"] == 80
+    assert [s["draws"] for s in steps][:2] == [40, 40 if names[1] == "target_accept" else 80]
     (shown,) = [s for s in steps if s["reported"]]  # the attempt closest to the bar
     assert doc["sampler"]["draws"] == shown["draws"]
     assert doc["diagnostics"]["min_ess_bulk"] == shown["min_ess_bulk"]

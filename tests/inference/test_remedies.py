@@ -77,3 +77,23 @@ def test_when_every_remedy_fails_the_attempt_closest_to_the_bar_is_reported() ->
     assert len(calls) == 4 and result == 2
     assert [a.reported for a in attempts] == [False, False, True, False]
     assert "reported" in attempts[2].summary()
+
+
+def test_target_acceptance_is_raised_only_after_divergences() -> None:
+    """A miss by ESS alone goes straight to longer chains; once an attempt diverges, the
+    skipped step is still available."""
+    low_ess = {**GOOD, "min_ess_bulk": 320.0}
+    details = [low_ess, BAD, GOOD]
+    calls, attempts, _ = _ladder([False, False, True], details)
+    assert [a.remedy for a in attempts] == ["none", "longer", "target_accept"]
+    (s0, _), (s1, _), (s2, _) = calls
+    assert (s0.target_accept, s0.draws) == (0.95, 100)
+    assert (s1.target_accept, s1.draws) == (0.95, 200)
+    assert (s2.target_accept, s2.draws) == (0.99, 200)
+
+
+def test_the_ladder_stops_when_no_remaining_remedy_is_called_for() -> None:
+    low_ess = {**GOOD, "min_ess_bulk": 320.0}
+    calls, attempts, _ = _ladder([False] * 4, [low_ess] * 4)
+    assert [a.remedy for a in attempts] == ["none", "longer", "parameterization"]
+    assert len(calls) == 3
