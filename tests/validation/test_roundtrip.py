@@ -82,13 +82,25 @@ def test_quantities_match_the_reference_estimators(truth) -> None:
 
 
 def test_interval_and_coverage() -> None:
-    values = list(np.arange(1, 101, dtype=float))
+    values = list(np.arange(1, 20, dtype=float))  # 19 members: minimum to maximum
+    assert rt.interval(values) == (1.0, 19.0)
+    assert rt.nominal(19) == pytest.approx(0.9)
+    assert rt.interval(list(np.arange(1, 40, dtype=float))) == (2.0, 38.0)
+    assert rt.nominal(39) == pytest.approx(0.9)
     lo, hi = rt.interval(values)
-    assert lo == pytest.approx(5.95) and hi == pytest.approx(95.05)
-    assert rt.covered(50.0, (lo, hi)) is True
-    assert rt.covered(99.0, (lo, hi)) is False
+    assert rt.covered(5.0, (lo, hi)) is True
+    assert rt.covered(20.0, (lo, hi)) is False
     assert rt.covered(math.nan, (lo, hi)) is None
     assert rt.interval([1.0, 2.0, math.inf])[1] == math.inf
+    assert rt.interval([math.nan, 1.0, 2.0]) == (1.0, 2.0)
+
+
+def test_order_statistic_range_holds_a_further_draw_at_its_nominal_rate() -> None:
+    rng = np.random.default_rng(0)
+    hits = [
+        rt.covered(float(d[-1]), rt.interval(list(d[:-1]))) for d in rng.normal(size=(4000, 20))
+    ]
+    assert np.mean(hits) == pytest.approx(0.9, abs=0.015)
 
 
 def test_tiny_round_trip_runs_end_to_end(real) -> None:
