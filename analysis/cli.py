@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument(
-        "--members", type=int, help="ensemble members (default 30; with --validate 15 per cohort)"
+        "--members", type=int, help="ensemble members (default 30; with --validate 19 per cohort)"
     )
     p.add_argument("--out", type=Path, default=DEFAULT_COHORT, help="the one-member cohort")
     p.add_argument("--ensemble-out", type=Path, default=DEFAULT_COHORTS, help="every member")

@@ -35,9 +35,9 @@ from analysis.reconstruction.targets import (
     Reading,
     Target,
     build_spec,
-    calibration_targets,
     check_counts,
 )
+from analysis.reconstruction.widening import calibration_targets
 
 AGE_NAMES = ("text.age.median", "text.age.median:lower", "text.age.median:upper")
 

@@ -18,7 +18,8 @@ rounded summaries of one unknown cohort and draws cohorts from their posterior:
 Outputs: ``data/cohorts.csv`` (every member, the cohort schema plus ``reconstruction`` = 1..M),
 ``data/cohort.csv`` (one member, see :func:`analysis.reconstruction.ensemble.choose_member`),
 beside it ``example.csv`` (that member as a flat survival table for ``vlms check/fit --data``,
-:func:`analysis.cohort.example_table`) and the report. A seed gives the same files byte for byte, whatever the workers.
+:func:`analysis.cohort.example_table`) and the report. A seed gives the same files byte for
+byte, whatever the workers.
 """
 
 from __future__ import annotations

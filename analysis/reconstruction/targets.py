@@ -6,7 +6,8 @@ Three things, all read through :mod:`analysis.paper.published` (no published num
   readings chosen where the paper contradicts itself (:class:`Reading`);
 * the exact counts, each with a function that counts it on a cohort (:data:`COUNTERS`);
 * the calibrated targets (medians, rates, hazard ratios, CIs, P values), each with its
-  tolerance and rank (:func:`calibration_targets`).
+  tolerance at the printed rounding (:func:`make_target`; widened by the audit in
+  :func:`analysis.reconstruction.widening.calibration_targets`).
 """
 
 from __future__ import annotations
@@ -666,19 +667,3 @@ def make_target(name: str, pub: Published) -> Target | None:
         status,
         note=BY_CONSTRUCTION.get(name, ""),
     )
-
-
-def calibration_targets(names: list[str], pub: Published) -> list[Target]:
-    """Targets for the statistics ``names`` (as ``paper_statistics`` keys them), at rounding
-    tolerance, then widened by the audit's findings (:mod:`analysis.reconstruction.widening`)."""
-    from analysis.reconstruction.widening import widen
-
-    out = []
-    for name in names:
-        try:
-            target = make_target(name, pub)
-        except KeyError:
-            continue
-        if target is not None:
-            out.append(target)
-    return widen(out, pub)

@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from analysis.paper.published import Published
-from analysis.reconstruction.targets import Target, Widening
+from analysis.reconstruction.targets import Target, Widening, make_target
 
 CI_FIELDS = ("lower", "upper", "p")
 Rule = Callable[[Any, Published], list[tuple[str, Widening]]]
@@ -234,3 +234,17 @@ def widen(targets: list[Target], pub: Published) -> list[Target]:
     """Every target with the widenings of the audit applied."""
     found = widenings(pub)
     return [apply(t, found.get(t.name, [])) for t in targets]
+
+
+def calibration_targets(names: list[str], pub: Published) -> list[Target]:
+    """Targets for the statistics ``names`` (as ``paper_statistics`` keys them), at rounding
+    tolerance, then widened by the audit's findings (:func:`widen`)."""
+    out = []
+    for name in names:
+        try:
+            target = make_target(name, pub)
+        except KeyError:
+            continue
+        if target is not None:
+            out.append(target)
+    return widen(out, pub)

@@ -369,9 +369,7 @@ def section_audit(inputs: Inputs) -> str:
 
 def section_calibration(inputs: Inputs) -> str:
     data = inputs.json("calibration.json")
-    head = (
-        "<h2>6. How well the reconstructed cohorts reproduce the paper, and are they plausible</h2>"
-    )
+    head = "<h2>6. How well the synthetic cohorts reproduce the paper, and are they plausible</h2>"
     if data is None:
         return head + missing("the calibration summary", "vlms reconstruct")
     s = data.get("summary", {})

@@ -58,7 +58,8 @@ from analysis.reconstruction.model import draw_covariates, finalise
 from analysis.reconstruction.parallel_members import run_jobs
 from analysis.reconstruction.pipeline import settings_for
 from analysis.reconstruction.sampler import ChainSettings, KernelTargets
-from analysis.reconstruction.targets import COUNTERS, build_spec, calibration_targets
+from analysis.reconstruction.targets import COUNTERS, build_spec
+from analysis.reconstruction.widening import calibration_targets
 from analysis.validation import simulate
 
 QUANTITIES: dict[str, str] = {

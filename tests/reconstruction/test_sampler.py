@@ -21,7 +21,8 @@ from analysis.reconstruction.sampler import (
     run,
     seed_numba,
 )
-from analysis.reconstruction.targets import build_spec, calibration_targets, check_counts
+from analysis.reconstruction.targets import build_spec, check_counts
+from analysis.reconstruction.widening import calibration_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ChainSettings(anneal=3000, hold=1000)

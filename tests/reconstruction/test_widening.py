@@ -11,8 +11,14 @@ import pytest
 from analysis.paper.published import load_published
 from analysis.reconstruction.ensemble import statistic_names
 from analysis.reconstruction.kernel import kernel_targets, merged
-from analysis.reconstruction.targets import calibration_targets, make_target
-from analysis.reconstruction.widening import RULES, apply, rule_events, rule_rate_labels
+from analysis.reconstruction.targets import make_target
+from analysis.reconstruction.widening import (
+    RULES,
+    apply,
+    calibration_targets,
+    rule_events,
+    rule_rate_labels,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
