@@ -48,14 +48,17 @@ check: $(STAMP)
 audit: $(STAMP)
 	$(VLMS) audit
 
+## reconstruct: the ensemble data/cohorts.csv, one member in data/cohort.csv, reports/calibration.*
 reconstruct: $(STAMP)
-	$(VLMS) reconstruct --seed $(SEED)
+	$(VLMS) reconstruct --seed $(SEED) --members 30
 
 report: $(STAMP)
 	$(VLMS) report
 
+## validate: simulation-based calibration of the models and the reconstruction's round trip
 validate: $(STAMP)
 	$(VLMS) validate
+	$(VLMS) reconstruct --validate --seed $(SEED)
 
 bench: $(STAMP)
 	$(VLMS) bench

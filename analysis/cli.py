@@ -21,6 +21,7 @@ from analysis.core.parallel import ParallelStageError
 from analysis.core.paths import project_path
 
 DEFAULT_COHORT = project_path("data/cohort.csv")
+DEFAULT_COHORTS = project_path("data/cohorts.csv")
 DEFAULT_PUBLISHED = project_path("data/published.toml")
 DEFAULT_REPORTS = Path("reports")
 DEFAULT_SEED = 20260101
@@ -127,12 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "reconstruct",
         "analysis.reconstruction.pipeline:run_cli",
-        "Build the synthetic 63-patient cohort calibrated to the published numbers.",
+        "Reconstruct an ensemble of synthetic cohorts consistent with the published numbers "
+        "(data/cohorts.csv, one member in data/cohort.csv, reports/calibration.*). With "
+        "--validate: the round-trip validation of the method (reports/validation/).",
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--out", type=Path, default=DEFAULT_COHORT)
+    p.add_argument(
+        "--members", type=int, help="ensemble members (default 30; with --validate 19 per cohort)"
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_COHORT, help="the one-member cohort")
+    p.add_argument("--ensemble-out", type=Path, default=DEFAULT_COHORTS, help="every member")
     p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED)
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
+    p.add_argument("--scheduler", help="address of a Dask distributed scheduler")
+    p.add_argument(
+        "--workers", type=int, default=2, help="local worker processes (0 or 1: this process)"
+    )
+    p.add_argument("--iterations", type=int, help="chain length per member (default: built in)")
+    p.add_argument(
+        "--validate",
+        dest="handler",
+        action="store_const",
+        const="analysis.validation.roundtrip:run_cli",
+        help="round-trip validation instead: reconstruct from simulated papers",
+    )
+    p.add_argument("--true-cohorts", type=int, default=20, help="--validate: simulated cohorts")
 
     p = add(
         "fit",

@@ -33,6 +33,8 @@ class Column:
     maximum: float | None = None
     nullable: bool = False
     doc: str = ""
+    optional: bool = False
+    """May be left out of the header altogether (read as empty); implies ``nullable``."""
 
 
 SCHEMA: tuple[Column, ...] = (
@@ -70,6 +72,15 @@ SCHEMA: tuple[Column, ...] = (
     ),
     Column(
         "surgery_at", "category", ("mdacc", "outside"), doc="institution of the primary surgery"
+    ),
+    Column(
+        "surgery_year",
+        "number",
+        minimum=1900,
+        maximum=2100,
+        nullable=True,
+        optional=True,
+        doc="calendar year of the primary surgery; empty or absent if unknown",
     ),
     Column(
         "chemotherapy",
@@ -152,12 +163,15 @@ def load_cohort(path: str | Path) -> pd.DataFrame:
 
 def validate_cohort(raw: pd.DataFrame, name: str) -> pd.DataFrame:
     """Type and validate a frame of strings in the cohort schema (see :func:`load_cohort`)."""
-    for col in COLUMNS:
-        if col not in raw.columns:
-            raise VlmsInputError("required column missing from the header", file=name, column=col)
+    for column in SCHEMA:
+        if column.name not in raw.columns and not column.optional:
+            raise VlmsInputError(
+                "required column missing from the header", file=name, column=column.name
+            )
     out = pd.DataFrame(index=raw.index)
     for column in SCHEMA:
-        out[column.name] = _parse_column(raw[column.name].tolist(), column, name)
+        cells = raw[column.name].tolist() if column.name in raw.columns else [""] * len(raw)
+        out[column.name] = _parse_column(cells, column, name)
     for extra in raw.columns:
         if extra not in out.columns:
             out[extra] = raw[extra]
@@ -169,7 +183,7 @@ def _parse_column(cells: list[object], column: Column, file: str) -> list[object
     values: list[object] = []
     for row, cell in enumerate(cells, start=1):
         if is_missing(cell):
-            if not column.nullable:
+            if not (column.nullable or column.optional):
                 raise VlmsInputError("missing value", file=file, column=column.name, row=row)
             values.append(np.nan if column.kind in {"binary", "number"} else None)
             continue

@@ -49,6 +49,8 @@ def make_cohort_frame(n: int = 40, seed: int = 0, tma_fraction: float = 0.5) -> 
         "grade": rng.choice(["low", "intermediate", "high", ""], n),
         "margin": rng.choice(["r0r1", "r2", ""], n),
         "surgery_at": rng.choice(["mdacc", "outside"], n),
+        # drawn from its own generator so that the other columns do not depend on it
+        "surgery_year": np.random.default_rng(seed + 1).integers(1993, 2013, n).astype(str),
         "chemotherapy": rng.choice(["none", "preoperative", "postoperative", "both"], n),
         "radiation": rng.choice(["none", "preoperative", "postoperative"], n, p=[0.7, 0.1, 0.2]),
         "ivc_management": np.where(ivc, rng.choice(["ligation", "reconstruction"], n), ""),

@@ -98,7 +98,11 @@ def _fit_group(
     entries: list[LogEntry] = []
     for i, spec in group:
         data = datas[spec.name]
-        seeded = dataclasses.replace(settings, seed=spec_seed(settings.seed, spec.name))
+        seeded = dataclasses.replace(
+            settings,
+            seed=spec_seed(settings.seed, spec.name),
+            target_accept=max(settings.target_accept, spec.target_accept or 0.0),
+        )
         note = " (compiling its structure)" if compiled is None else ""
         events = int(np.sum(data.event > 0))
         log(f"[{i}/{total}] {spec.name}: n={data.n}, events={events}{note}")

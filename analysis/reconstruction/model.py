@@ -1,16 +1,17 @@
-"""The generative model of the synthetic cohort: covariates with exact published counts, then
-outcome times that depend on them.
+"""The covariates of a synthetic cohort, with the exact published counts.
 
-Everything here is driven by a :class:`CohortSpec` (the counts and the time parameters, read
-from ``data/published.toml`` by :mod:`analysis.reconstruction.targets`) and a seeded
+Everything here is driven by a :class:`CohortSpec` (the counts, read from
+``data/published.toml`` by :mod:`analysis.reconstruction.targets`) and a seeded
 ``numpy.random.Generator``. No row is typed by hand: every value is drawn, and the exact counts
 come from dealing out multisets of categories in random order within two blocks, the 26
-tissue-microarray (TMA) patients and the 37 others.
+tissue-microarray (TMA) patients and the 37 others. Outcomes come from the generative model
+(:mod:`analysis.reconstruction.generative`) and the sampler
+(:mod:`analysis.reconstruction.sampler`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -50,14 +51,7 @@ class CohortSpec:
     radiation_extremity: int
     multivisceral: int
     age: dict[str, tuple[float, float, float]]  # block "all"/"tma": (minimum, median, maximum)
-    followup_range: tuple[float, float]  # months
-    followup_median: float  # months
-    recurrence_median: dict[str, float]  # months, by recurrence type
-    hazard_ratio: dict[str, float] = field(default_factory=dict)  # generative effects
-    dss_median_by_marker: dict[str, dict[float, float]] = field(default_factory=dict)
-    """TMA: published DSS median (months) by marker and level (1.0 high, 0.0 low)."""
-    rfs_median_by_marker: dict[str, dict[float, float | None]] = field(default_factory=dict)
-    """TMA: published RFS median (months) by marker and level; None where not reported."""
+    followup_range: tuple[float, float]  # months, held by two patients
 
     @property
     def n(self) -> int:
@@ -280,106 +274,6 @@ def _fix_joint_median(ages: np.ndarray, movable: np.ndarray, median: float) -> n
             r = min(cand, key=lambda i: out[i])
             out[r] = 2 * median - out[r]
     return out
-
-
-def draw_outcomes(df: pd.DataFrame, spec: CohortSpec, rng: np.random.Generator) -> pd.DataFrame:
-    """Recurrence type (exact per-block counts), then times that depend on type and covariates.
-
-    * who recurs: in the TMA block marker-positive tumours are weighted by the published RFS
-      hazard ratios; the type of each recurrence is dealt at random (exact counts);
-    * potential follow-up (administrative censoring) ~ a Beta-shaped spread over the published
-      follow-up range, with the two extremes set to the published minimum and maximum;
-    * first recurrence ~ log-normal around the published median for its type (TMA: around the
-      published RFS medians of the patient's marker groups);
-    * death from disease ~ recurrence + a log-normal delay, shortened by the markers and
-      lengthened by radiation (published HRs); in the TMA block around the published DSS
-      medians of the marker groups, with the patients who do not recur censored early;
-    * deaths from other causes are rare (5%) and drawn among the others.
-
-    These are starting values: the search (``analysis.reconstruction.search``) moves the times.
-    """
-    out = df.copy()
-    n = len(out)
-    rec = np.full(n, "none", dtype=object)
-    for block in BLOCKS:
-        rows = np.flatnonzero((out["tma"] == (1.0 if block == "tma" else 0.0)).to_numpy())
-        counts = spec.block_counts[block]["recurrence"]
-        # marker-positive tumours recur more often (weights from the generative hazard ratios)
-        weight = np.ones(rows.size)
-        if block == "tma":
-            for marker in ("beta_catenin", "igf1r"):
-                effect = spec.hazard_ratio.get(f"rfs.{marker}", 1.0)
-                weight *= np.where(out[marker].to_numpy()[rows] == 1.0, effect, 1.0)
-        n_recur = sum(k for t, k in counts.items() if t != "none")
-        recurrers = _choose(rows, n_recur, weight, rng)
-        rec[recurrers] = _deal({t: k for t, k in counts.items() if t != "none"}, rng)
-    out["recurrence"] = rec
-    lo, hi = spec.followup_range
-    share = (spec.followup_median - lo) / (hi - lo)
-    a = 1.5
-    b = a * (1 - share) / share
-    potential = lo + (hi - lo) * rng.beta(a, b, n)
-    potential[np.argmin(potential)] = lo
-    potential[np.argmax(potential)] = hi
-    hr = spec.hazard_ratio
-    marker_rfs = _marker_factor(out, hr, "rfs")
-    marker_dss = _marker_factor(out, hr, "dss")
-    radiated = (out["radiation"] != "none").to_numpy()
-    dss_rad = np.where(radiated, hr.get("dss.radiation", 1.0), 1.0)
-    recurred = rec != "none"
-    median_type = np.array([spec.recurrence_median.get(t, np.nan) for t in rec], dtype=float)
-    t_rec = median_type * np.exp(0.6 * rng.standard_normal(n)) / marker_rfs
-    t_rec = np.where(recurred, np.minimum(t_rec, 0.95 * potential), potential)
-    delay = 40.0 * np.exp(0.9 * rng.standard_normal(n)) / (marker_dss * dss_rad)
-    t_death = t_rec + delay
-    tma = (out["tma"] == 1.0).to_numpy()
-    if spec.dss_median_by_marker:
-        # TMA: deaths around the published DSS medians of the patient's two marker groups,
-        # recurrences around the RFS medians, and before the death
-        centre = np.ones(n)
-        for marker, medians in spec.dss_median_by_marker.items():
-            level = out[marker].to_numpy()
-            centre *= np.array([medians.get(v, np.nan) for v in level]) ** 0.5
-        tma_death = centre * np.exp(0.35 * rng.standard_normal(n))
-        rfs_centre = np.ones(n)
-        for marker, medians in spec.rfs_median_by_marker.items():
-            level = out[marker].to_numpy()
-            known = [m for m in medians.values() if m is not None]
-            fallback = float(np.exp(np.mean(np.log(known)))) if known else 1.0
-            group = [medians.get(v) for v in level]
-            rfs_centre *= np.array([fallback if g is None else g for g in group], float) ** 0.5
-        tma_rec = rfs_centre * np.exp(0.4 * rng.standard_normal(n))
-        tma_rec = np.minimum(tma_rec, tma_death * rng.uniform(0.3, 0.9, n))
-        t_death = np.where(tma, tma_death, t_death)
-        t_rec = np.where(tma & recurred, tma_rec, t_rec)
-        # censoring of the TMA patients without recurrence comes early, so the late deaths of
-        # the few still at risk bring every marker group's DSS median within reach
-        late = lo + (hi - lo) * rng.beta(2.5, 1.2, n)
-        early = lo + (hi - lo) * rng.beta(1.2, 2.5, n)
-        potential = np.where(tma, np.where(recurred, late, early), potential)
-    dead = recurred & (t_death < potential)
-    follow = np.clip(np.where(dead, t_death, potential), lo, hi)
-    follow[np.argmin(follow)] = lo
-    follow[np.argmax(follow)] = hi
-    t_rec = np.minimum(t_rec, follow)
-    vital = np.where(dead, "dead_disease", "alive").astype(object)
-    other = (~dead) & (rng.random(n) < 0.05)
-    vital[other] = "dead_other"
-    follow = np.round(follow, 2)
-    t_rec = np.minimum(np.round(np.maximum(t_rec, 0.5), 2), follow)
-    out["recurrence_months"] = np.where(recurred, t_rec, follow)
-    out["followup_months"] = follow
-    out["vital_status"] = vital
-    _assign_met_sites(out, spec, rng)
-    return out
-
-
-def _marker_factor(df: pd.DataFrame, hr: dict[str, float], end_point: str) -> np.ndarray:
-    factor = np.ones(len(df))
-    for marker in ("beta_catenin", "igf1r"):
-        effect = hr.get(f"{end_point}.{marker}", 1.0)
-        factor *= np.where(df[marker].to_numpy() == 1.0, effect**0.7, 1.0)
-    return factor
 
 
 def _assign_met_sites(df: pd.DataFrame, spec: CohortSpec, rng: np.random.Generator) -> None:

@@ -6,14 +6,15 @@ Three things, all read through :mod:`analysis.paper.published` (no published num
   readings chosen where the paper contradicts itself (:class:`Reading`);
 * the exact counts, each with a function that counts it on a cohort (:data:`COUNTERS`);
 * the calibrated targets (medians, rates, hazard ratios, CIs, P values), each with its
-  tolerance and rank (:func:`calibration_targets`).
+  tolerance at the printed rounding (:func:`make_target`; widened by the audit in
+  :func:`analysis.reconstruction.widening.calibration_targets`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -321,32 +322,6 @@ def build_spec(pub: Published, rng: np.random.Generator) -> tuple[CohortSpec, li
             float(follow.lower) * MONTHS_PER_YEAR,  # type: ignore[arg-type]
             float(follow.upper) * MONTHS_PER_YEAR,  # type: ignore[arg-type]
         ),
-        followup_median=float(follow.value) * MONTHS_PER_YEAR,  # type: ignore[arg-type]
-        recurrence_median={
-            t: _f(pub, f"text.recurrence.median_months.{t}")
-            for t in ("local", "distant", "local_distant")
-        },
-        hazard_ratio={
-            "rfs.beta_catenin": _f(pub, "table2.rfs.beta_catenin.hr"),
-            "rfs.igf1r": _f(pub, "table2.rfs.igf1r.hr"),
-            "dss.beta_catenin": _f(pub, "table2.dss.beta_catenin.hr"),
-            "dss.igf1r": _f(pub, "table2.dss.igf1r.hr"),
-            "dss.radiation": _f(pub, "text.hr.surgery_radiation_dss"),
-        },
-        dss_median_by_marker={
-            marker: {
-                level: _f(pub, f"table2.dss.{marker}.{group}.median_months")
-                for group, level in (("negative", 0.0), ("positive", 1.0))
-            }
-            for marker in ("beta_catenin", "igf1r")
-        },
-        rfs_median_by_marker={
-            marker: {
-                level: pub.value(f"table2.rfs.{marker}.{group}.median_months")
-                for group, level in (("negative", 0.0), ("positive", 1.0))
-            }
-            for marker in ("beta_catenin", "igf1r")
-        },
     )
     size = pub.get("text.tumor.size_ge5")
     readings = [
@@ -562,66 +537,97 @@ def check_counts(df: pd.DataFrame, pub: Published) -> list[CountCheck]:
 # ------------------------------------------------------------------------- calibrated targets
 
 FIELDS = ("value", "lower", "upper", "p")
+BY_CONSTRUCTION: dict[str, str] = {
+    "text.followup.median_years:lower": "two patients hold the ends of the follow-up range",
+    "text.followup.median_years:upper": "two patients hold the ends of the follow-up range",
+    "text.dss.by_recurrence.none.rate_2y": "no death from disease without a recurrence",
+    "text.dss.by_recurrence.none.rate_5y": "no death from disease without a recurrence",
+    "text.age.median": "ages are dealt with the published median",
+    "text.age.median:lower": "ages are dealt with the published range",
+    "text.age.median:upper": "ages are dealt with the published range",
+}
+"""Statistics that hold by construction of every member (listed apart, checked, not sampled)."""
+STATUSES = ("calibrated", "widened", "released", "by_construction")
+
+
+@dataclass(frozen=True)
+class Widening:
+    """An audit finding that changes a target's tolerance, and how."""
+
+    finding: str  # audit finding id
+    check: str
+    severity: str
+    action: str  # "union" (an alternative reading's interval is added) or "release"
+    why: str
+    interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
 class Target:
-    """One calibrated number: published value, tolerance, rank (1 first) and loss weight.
+    """One published statistic and its tolerance.
 
-    ``scale`` says how a discrepancy is standardised: ``"abs"`` (computed - published) /
-    tolerance; ``"rel"`` (computed / published - 1) / tolerance; ``"log"``
-    log(computed / published) / log(tolerance).
+    ``intervals``: the values the true cohort could have had given what is printed (the
+    rounding interval; with a "union" widening also an alternative reading's interval), in the
+    statistic's own units. ``status``: ``calibrated`` (rounding only), ``widened`` (an audit
+    finding adds an interval), ``released`` (an audit finding shows the printed value cannot
+    hold: not in the kernel, reported only) or ``by_construction``.
     """
 
     name: str  # the statistic's key (``<published key>`` or ``<published key>:<field>``)
-    key: str  # the published entry
+    key: str
     field: str
     published: float
     unit: str
-    kind: str
-    tolerance: float
-    scale: str
-    rank: int
-    weight: float
+    kind: str  # "hr", "ci", "p", "median", "rate", "range"
+    rounding: tuple[float, float]
+    intervals: tuple[tuple[float, float], ...]
+    log_scale: bool
+    status: str = "calibrated"
+    widenings: tuple[Widening, ...] = ()
+    note: str = ""
 
-    def discrepancy(self, computed: float) -> float:
-        """Standardised discrepancy (``inf`` when the computed value is missing)."""
-        if computed is None or not math.isfinite(computed):
-            return math.inf
-        if self.scale == "abs":
-            return (computed - self.published) / self.tolerance
-        if self.scale == "rel":
-            return (computed / self.published - 1.0) / self.tolerance
-        if computed <= 0:
-            return -math.inf
-        return math.log(computed / self.published) / math.log(self.tolerance)
+    def within(self, value: float, *, rounding_only: bool = False) -> bool:
+        """Whether ``value`` lies in the tolerance (or in the rounding interval only)."""
+        if value is None or not math.isfinite(value):
+            return False
+        spans = (self.rounding,) if rounding_only else self.intervals
+        return any(lo - 1e-12 <= value <= hi + 1e-12 for lo, hi in spans)
+
+    @property
+    def in_kernel(self) -> bool:
+        return self.status in ("calibrated", "widened")
+
+    def sigma(self) -> float:
+        """Width of the kernel's shoulder: the rounding half-width, on the kernel's scale."""
+        lo, hi = self.rounding
+        if self.log_scale:
+            return math.log(hi / lo) / 2.0 if lo > 0 else 0.5
+        return (hi - lo) / 2.0
 
     def tolerance_text(self) -> str:
         """The tolerance in words."""
-        if self.kind == "p":
-            return f"within a factor of {self.tolerance:g}"
-        if self.scale == "rel":
-            return f"within {100 * self.tolerance:.0f}% (HR scale)"
-        if self.unit == "proportion":
-            return f"within {100 * self.tolerance:.0f} percentage points"
-        if self.unit == "years" and ".age." in self.key:
-            return f"within {self.tolerance:g} years"
-        if self.kind == "range":
-            return f"within {self.tolerance:g} {self.unit} (printed unit)"
-        if self.unit == "years":
-            return f"within {self.tolerance * MONTHS_PER_YEAR:g} months"
-        return f"within {self.tolerance:g} {self.unit}"
+
+        def fmt(v: float) -> str:
+            return f"{v:.4g}"
+
+        spans = " or ".join(f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in self.intervals)
+        if self.status == "released":
+            return f"released (rounding [{fmt(self.rounding[0])}, {fmt(self.rounding[1])}])"
+        if self.status == "by_construction":
+            return "by construction"
+        return spans
 
 
-TOLERANCE = {
-    "median_months": 1.5,
-    "rate": 0.03,
-    "hr": 0.15,
-    "p_factor": 2.0,
-    "range_exact": 0.1,
-}
-RANK_WEIGHT = {2: 4.0, 3: 2.0, 4: 1.0}
-"""Ranks: 1 counts (exact, not optimised), 2 HR points, 3 medians and rates, 4 CIs and P."""
+def _kind(entry_unit: str, fld: str, key: str) -> str | None:
+    if fld == "p" or entry_unit == "p_value":
+        return "p"
+    if entry_unit == "hazard_ratio":
+        return "hr" if fld == "value" else "ci"
+    if entry_unit == "proportion":
+        return "rate"
+    if entry_unit in ("months", "years"):
+        return "median" if fld == "value" else "range"
+    return None
 
 
 def split_name(name: str, pub: Published) -> tuple[str, str]:
@@ -636,85 +642,28 @@ def split_name(name: str, pub: Published) -> tuple[str, str]:
 
 
 def make_target(name: str, pub: Published) -> Target | None:
-    """The target for a statistic named by its published key (``None`` if not calibratable)."""
+    """The target for a statistic named by its published key, at the printed rounding
+    (``None`` if the paper prints no value for it)."""
     key, fld = split_name(name, pub)
     entry = pub.get(key)
     value = getattr(entry, fld)
     if value is None or entry.context:
         return None
-    value = float(value)
-    unit = entry.unit
-    if fld == "p" or unit == "p_value":
-        return Target(name, key, fld, value, "p_value", "p", TOLERANCE["p_factor"], "log", 4, 1.0)
-    if unit == "hazard_ratio":
-        rank = 2 if fld == "value" else 4
-        kind = "hr" if fld == "value" else "ci"
-        return Target(
-            name, key, fld, value, unit, kind, TOLERANCE["hr"], "rel", rank, RANK_WEIGHT[rank]
-        )
-    if unit == "proportion":
-        return Target(
-            name, key, fld, value, unit, "rate", TOLERANCE["rate"], "abs", 3, RANK_WEIGHT[3]
-        )
-    if ".age." in key:
-        kind = "median" if fld == "value" else "range"
-        return Target(name, key, fld, value, unit, kind, AGE_TOLERANCE, "abs", 3, RANK_WEIGHT[3])
-    if unit in ("months", "years"):
-        tol = TOLERANCE["median_months"]
-        if unit == "years":
-            tol /= MONTHS_PER_YEAR
-        kind = "median" if fld == "value" else "range"
-        if kind == "range":
-            tol = TOLERANCE["range_exact"]  # in the printed unit
-        return Target(name, key, fld, value, unit, kind, tol, "abs", 3, RANK_WEIGHT[3])
-    return None
-
-
-CONTRADICTED_WEIGHT = 0.25
-"""Loss weight of a CI limit or P value that a major audit finding shows cannot hold."""
-
-
-def calibration_targets(
-    names: list[str], pub: Published, contradicted: frozenset[str] = frozenset()
-) -> list[Target]:
-    """Targets for the statistics ``names`` (keys as ``paper_statistics`` returns them).
-
-    A rank-4 target (CI limit, P value) whose published key is in ``contradicted`` (keys named
-    by a major audit finding) gets the weight :data:`CONTRADICTED_WEIGHT`: it still breaks ties
-    but does not pull the search away from the targets that can hold.
-    """
-    out = []
-    for name in names:
-        try:
-            target = make_target(name, pub)
-        except KeyError:
-            continue
-        if target is None:
-            continue
-        if target.rank == 4 and target.key in contradicted:
-            target = replace(target, weight=CONTRADICTED_WEIGHT)
-        out.append(target)
-    return out
-
-
-WORDING_CHECKS = frozenset(
-    {"claim_direction", "claim_significance", "terms", "percent", "percent_denominator"}
-)
-"""Audit checks about the words or the printing (what the text claims, names, rounding of
-percentages): they do not make any number unattainable, so they explain no miss."""
-
-
-def explains_misses(finding: object) -> bool:
-    """Whether an audit finding can make a target unattainable (not info, not wording)."""
-    return getattr(finding, "severity", "") != "info" and (
-        getattr(finding, "check", "") not in WORDING_CHECKS
-    )
-
-
-def contradicted_keys(pub: Published) -> frozenset[str]:
-    """Published keys named by a major audit finding about the numbers themselves."""
-    from analysis.paper.audit import audit
-
-    return frozenset(
-        k for f in audit(pub) if f.severity == "major" and explains_misses(f) for k in f.keys
+    kind = _kind(entry.unit, fld, key)
+    if kind is None:
+        return None
+    rounding = tuple(float(b) for b in entry.bounds(fld))
+    status = "by_construction" if name in BY_CONSTRUCTION else "calibrated"
+    return Target(
+        name,
+        key,
+        fld,
+        float(value),
+        "p_value" if kind == "p" else entry.unit,
+        kind,
+        rounding,  # type: ignore[arg-type]
+        (rounding,),  # type: ignore[arg-type]
+        kind in ("hr", "ci", "p"),
+        status,
+        note=BY_CONSTRUCTION.get(name, ""),
     )

@@ -337,6 +337,17 @@ def build_cohorts() -> None:
         row=11,
     )
     bad = df.copy()
+    bad.loc[7, "surgery_year"] = "20011"
+    case(
+        "cohort_surgery_year_out_of_range.csv",
+        c,
+        cohort_text(bad),
+        "a surgery year no calendar has had yet",
+        column="surgery_year",
+        row=8,
+        words=["maximum"],
+    )
+    bad = df.copy()
     bad.loc[5, "tma"] = "2"
     case(
         "cohort_binary_code.csv", c, cohort_text(bad), "a 0/1 column holding 2", column="tma", row=6
