@@ -233,6 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_REPORTS,
         help="registry: where fits/ is written (default: %(default)s)",
     )
+    p.add_argument(
+        "--multistate",
+        action="store_true",
+        help="illness-death model (surgery -> recurrence -> death; needs --recurrence-time, "
+        "--recurrence-event, --time, --event)",
+    )
+    p.add_argument("--recurrence-time", help="--multistate: column of months to recurrence")
+    p.add_argument(
+        "--recurrence-event",
+        help="--multistate: column of recurrence codes, 0 none, 1 recurrence (or 1..R types)",
+    )
+    p.add_argument(
+        "--missing",
+        choices=["impute", "drop"],
+        help="--data: unknown values of a 0/1 covariate marginalised in the likelihood (impute, "
+        "the default: every row used) or rows with a missing covariate dropped (drop)",
+    )
 
     p = add(
         "diagnose",

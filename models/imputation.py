@@ -44,7 +44,7 @@ from scipy.special import gammaln, logsumexp, xlogy
 
 from models.competing import cause_effects, competing_data
 from models.competing import pointwise_loglik as competing_pointwise_loglik
-from models.pem import model_coords, pem_data, poisson_kernel
+from models.pem import model_coords, pem_data, per_unit_effects, poisson_kernel
 from models.priors import Priors, effect_prior, log_baseline
 from models.survival_data import (
     Cells,
@@ -368,15 +368,22 @@ def structure_key(layout: MissingLayout) -> tuple:
     )
 
 
-def imputed_data(layout: MissingLayout, log_rate_center: float | np.ndarray) -> dict:
+def imputed_data(
+    layout: MissingLayout,
+    log_rate_center: float | np.ndarray,
+    x_scale: Sequence[float] | np.ndarray | None = None,
+) -> dict:
     """The ``pm.Data`` values of :func:`build_imputed` (for ``with_data`` / ``pm.set_data``).
 
-    ``log_rate_center``: the log crude rate (PEM) or one per cause.
+    ``log_rate_center``: the log crude rate (PEM) or one per cause. ``x_scale``: the scale of
+    each covariate (default 1; see :func:`build_imputed`). The layout's covariates are used as
+    they are (centre them first: the model has no ``x_center``).
     """
     if layout.n_causes is None:
-        data = pem_data(layout.cells, float(log_rate_center))
+        data = pem_data(layout.cells, float(log_rate_center), x_scale=x_scale)
     else:
-        data = competing_data(layout.cells, np.asarray(log_rate_center, float))
+        data = competing_data(layout.cells, np.asarray(log_rate_center, float), x_scale=x_scale)
+    del data["x_center"]  # the rows come centred: a container the graph would not use
     data.update(
         {
             "incomplete_exposure": layout.exposure.astype(float),
@@ -407,6 +414,7 @@ def build_imputed(
     predictor_names: Sequence[str] = (),
     priors: Priors | None = None,
     covariate_priors: CovariatePriors | None = None,
+    x_scale: Sequence[float] | np.ndarray | None = None,
 ) -> pm.Model:
     """The PEM (no ``cause_names``) or cause-specific competing-risk model with missing binary
     covariates marginalised.
@@ -416,6 +424,12 @@ def build_imputed(
     ``imputation_alpha`` (dim ``imputed_covariate``), ``imputation_gamma``
     (``predictor`` x ``imputed_covariate``, when ``z`` has columns) and the deterministic
     ``imputation_prevalence = logistic(alpha)`` (the prevalence at ``z = 0``).
+
+    Covariates enter as they are in the layout (centre them first, as
+    :class:`~analysis.inference.data.FitData` does: ``log_h0`` is then the baseline at the
+    centre). As in :func:`models.pem.build_pem`, the effect prior is on ``beta_std``, the log HR
+    per ``x_scale`` units (data container ``x_scale``, default 1), and ``beta = beta_std /
+    x_scale`` is per unit of the column as given.
 
     Potentials: ``loglik`` (complete cases, collapsed), ``loglik_incomplete`` (each incomplete
     patient's mixture over completions), ``loglik_covariates`` (Bernoulli likelihood of the
@@ -437,7 +451,7 @@ def build_imputed(
     coords["predictor"] = list(predictor_names)
     if n_causes:
         coords["cause"] = list(cause_names)
-    values = imputed_data(layout, log_rate_center)
+    values = imputed_data(layout, log_rate_center, x_scale)
     with pm.Model(coords=coords) as model:
         data = {k: pm.Data(k, v) for k, v in values.items() if k not in _GRID_DIMS}
         for k, dims in _GRID_DIMS.items():
@@ -446,12 +460,13 @@ def build_imputed(
             data[k] = pm.Data(k, values[k], dims=dims)
         if n_causes is None:
             log_h0 = log_baseline(priors, data["log_rate_center"], n_intervals)[None, :]
-            beta = effect_prior("beta", priors, "covariate")[:, None]
+            beta_std = effect_prior("beta_std", priors, "covariate")
+            beta = per_unit_effects(beta_std, data["x_scale"])[:, None]
             pm.Deterministic("hr", pt.exp(beta[:, 0]), dims="covariate")
             events = data["events"][None]
         else:
             log_h0 = log_baseline(priors, data["log_rate_center"], n_intervals, n_causes)
-            beta = cause_effects(priors, n_causes)
+            beta = per_unit_effects(cause_effects(priors, n_causes), data["x_scale"])
             pm.Deterministic("hr", pt.exp(beta), dims=("covariate", "cause"))
             events = data["events"]
         eta = log_h0[:, :, None] + pt.dot(data["pattern_x"], beta).T[:, None, :]
@@ -468,6 +483,7 @@ _GRID_DIMS: dict[str, tuple[str, ...]] = {
     "exposure": ("interval", "cell_pattern"),
     "events": ("cause", "interval", "cell_pattern"),
     "pattern_x": ("cell_pattern", "covariate"),
+    "x_scale": ("covariate",),
 }
 
 
@@ -630,7 +646,7 @@ def missing_value_posterior(
     Returns a DataArray ``p_missing_is_1`` with dims (chain, draw, missing_value) and, on
     ``missing_value``, the coords ``patient`` (row of the input) and ``covariate`` (name).
     """
-    probs, patient, cov = missing_value_probabilities(layout, *_draws(layout, posterior))
+    probs, patient, cov = missing_value_probabilities(layout, *posterior_draws(layout, posterior))
     names = np.asarray(list(covariate_names), dtype=object)[cov]
     return xr.DataArray(
         probs,
@@ -646,7 +662,7 @@ def missing_value_posterior(
     )
 
 
-def _draws(layout: MissingLayout, post: xr.Dataset) -> tuple:
+def posterior_draws(layout: MissingLayout, post: xr.Dataset) -> tuple:
     """``log_h0``, ``beta``, ``alpha``, ``gamma`` draws in the axis order the functions expect."""
     if layout.n_causes is None:
         log_h0 = post["log_h0"].transpose("chain", "draw", "interval").values

@@ -66,7 +66,8 @@ def covariate_block(post: Any, data: Any, sel: dict[str, Any], event: np.ndarray
         if coding.scale != 1.0:
             block["per_scale"] = {"per": coding.scale_label, **hr_summary(beta * coding.scale)}
         block["coding"] = coding.as_dict()
-        note = separation_note(data.time, event, data.x[:, j], name)
+        known = ~np.isnan(data.x[:, j])  # an imputed covariate: where it is known
+        note = separation_note(data.time[known], event[known], data.x[known, j], name)
         if note:
             block["note"] = note
         out[name] = block
