@@ -1,16 +1,25 @@
 """``vlms fit --data FILE --multistate``: the illness-death model on any CSV.
 
-Columns (times in months from entry, e.g. surgery): ``--recurrence-time`` and
-``--recurrence-event`` (0 none; 1 recurrence, or 1..R recurrence types, the smallest code
-present the reference), ``--time`` (death or last contact) and ``--event`` (0 alive; 1 dead, or
-1..K causes of death with ``--competing``), baseline ``--covariates``. The recurrence time may be
-empty where there was no recurrence. Every input problem, a death at the moment of recurrence
-among them, is a one-line error (exit 2) found before anything is sampled or written.
+Columns (times from entry, e.g. surgery, in ``--time-unit``, default months):
+``--recurrence-time`` and ``--recurrence-event`` (0 none; 1 recurrence, or 1..R recurrence
+types, the smallest code present the reference), ``--time`` (death or last contact) and
+``--event`` (0 alive; 1 dead, or 1..K causes of death with ``--competing``), baseline
+``--covariates``. The recurrence time may be empty where there was no recurrence. Every input
+problem, a death at the moment of recurrence among them, is a one-line error (exit 2) found
+before anything is sampled or written.
 
-Rows with a missing covariate are dropped and counted (the illness-death model has no
-imputation of missing covariates; ``--missing impute`` is refused). The first clock's cut
-points are ``--cuts`` (default: the standard cuts below the longest time to the first event);
-the clock since the recurrence uses the standard cuts below the longest time after a recurrence.
+Rows with a missing covariate are dropped and counted (the illness-death model has no imputation
+of missing covariates; ``--missing impute`` is refused). Cut points: the first clock's are
+``--cuts`` or, like the clock since the recurrence, the registry's (0, 6, 12, 24, 36, 60, 84,
+120 months, converted to the data's unit) below the clock's longest time. Not the event-time
+quantiles of the other ``--data`` fits: one set of cut points serves every hazard of a clock,
+and quantiles of the pooled events would follow the most common transition; these are the cuts
+the registry's illness-death fit meets the sampling bar with. The horizons of the death
+probabilities after a recurrence are 2 and 5 years in the data's unit.
+
+A fit that misses the sampling bar is refitted with the remedies of
+:mod:`analysis.inference.remedies` (each attempt in the JSON's ``remedies``); if every attempt
+misses it, the closest is reported, says so, and the exit status is 3.
 """
 
 from __future__ import annotations
@@ -35,6 +44,11 @@ from analysis.inference.multistate_data import (
 )
 from models import multistate as ms
 from models.survival_data import DEFAULT_CUTS, check_cuts
+
+STANDARD_CUTS = (
+    "the registry's cut points (0, 6, 12, 24, 36, 60, 84, 120 months, in the data's unit) below "
+    "the clock's longest time"
+)
 
 
 def _log(message: str) -> None:
@@ -65,17 +79,23 @@ def _columns(args: argparse.Namespace, file: str) -> dict[str, str]:
     return roles
 
 
-def _cuts(limit: float) -> np.ndarray:
-    """The standard cuts below ``limit`` (at least the first, 0)."""
-    return np.array([c for c in DEFAULT_CUTS if c < limit] or [0.0])
+def clock_cuts(limit: float, unit: str) -> np.ndarray:
+    """The registry's standard cut points (:data:`~models.survival_data.DEFAULT_CUTS`, months)
+    in ``unit``, below ``limit`` (at least the first, 0)."""
+    from analysis.inference.data import TIME_UNITS
+
+    cuts = np.asarray(DEFAULT_CUTS, float) * TIME_UNITS[unit]
+    return np.array([c for c in cuts if c < limit] or [0.0])
 
 
 def load_multistate_csv(args: argparse.Namespace) -> MultistateData:
     """Read and validate ``--data`` for ``--multistate``; raise ``VlmsInputError`` at the first
     problem."""
-    from analysis.inference.data import default_curve_times
+    from analysis.inference.data import TIME_UNITS, default_curve_times
+    from analysis.inference.fit_command import time_unit
 
     file = str(args.data)
+    unit = time_unit(args)
     roles = _columns(args, file)
     if getattr(args, "missing", None) == "impute":
         raise VlmsInputError(
@@ -117,9 +137,11 @@ def load_multistate_csv(args: argparse.Namespace) -> MultistateData:
             cuts_start = check_cuts(args.cuts)
         except ValueError as exc:
             raise VlmsInputError(f"--cuts: {exc}", file=file) from None
+        note_start = f"from --cuts ({len(cuts_start)} intervals)"
     else:
-        cuts_start = _cuts(float(first.max()))
+        cuts_start, note_start = clock_cuts(float(first.max()), unit), STANDARD_CUTS
     sojourn = np.nan_to_num(paths.sojourn)
+    cuts_ill = clock_cuts(float(sojourn.max()), unit)
     times = default_curve_times(paths.exit_time)
     requested = report_times(args.times, file)
     if requested is not None:
@@ -129,10 +151,12 @@ def load_multistate_csv(args: argparse.Namespace) -> MultistateData:
         structure=structure,
         covariate_names=tuple(names),
         cuts_start=cuts_start,
-        cuts_ill=_cuts(float(sojourn.max())),
+        cuts_ill=cuts_ill,
         curve_times=times,
-        horizons=np.array(HORIZONS),
+        horizons=np.array(HORIZONS) * TIME_UNITS[unit],
         n_dropped=int((~keep).sum()),
+        time_unit=unit,
+        cuts_note=f"since entry: {note_start}; since the recurrence: {STANDARD_CUTS}",
     )
     check_informative(data, "illness-death data", file)
     return data
@@ -157,10 +181,18 @@ def _check_recurrence_times(
 
 def run_multistate_csv(args: argparse.Namespace, settings: Any) -> int:
     """Handler of ``vlms fit --data FILE --multistate``."""
+    import dataclasses
+
     from analysis.inference import diagnostics
     from analysis.inference.fit_command import EXIT_BAR_MISSED
     from analysis.inference.fits_io import write_outputs
-    from analysis.inference.multistate_fit import fit_multistate
+    from analysis.inference.multistate_fit import (
+        PRIOR_DRAWS,
+        build_model,
+        fit_multistate,
+        sample_prior,
+    )
+    from analysis.inference.remedies import fit_with_remedies
     from models.priors import Priors
 
     file = str(args.data)
@@ -170,14 +202,40 @@ def run_multistate_csv(args: argparse.Namespace, settings: Any) -> int:
     priors = Priors(effect_family=args.prior_family, effect_sd=float(args.prior_sd))
     _log(
         f"vlms fit: illness-death model, {data.n} rows ({data.n_dropped} dropped for a missing "
-        f"covariate; no values imputed), {data.events} transitions observed; compiling and "
-        "sampling (nutpie)"
+        f"covariate; no values imputed), {data.events} transitions observed; time unit "
+        f"{data.time_unit}"
     )
-    attrs = {"model_name": Path(file).stem, "source_file": Path(file).name}
-    result = fit_multistate(data, priors=priors, settings=settings, attrs=attrs)
-    summary = diagnostics.summarize(result.idata)
-    ok, details = diagnostics.passes_bar(result.idata, summary)
-    doc = multistate_results(result, data, details, settings)
+    _log(f"vlms fit: cut points ({data.time_unit}) {data.cuts_note}")
+    attrs = {
+        "model_name": Path(file).stem,
+        "source_file": Path(file).name,
+        "cuts_chosen": data.cuts_note,
+    }
+    compiled: dict[Priors, Any] = {}
+
+    def run(s: Any, p: Priors) -> tuple[Any, tuple[bool, dict[str, Any]]]:
+        note = "" if p in compiled else " (compiling)"
+        _log(f"vlms fit: sampling (nutpie, {s.chains} chains){note}")
+        result = fit_multistate(
+            data, priors=p, settings=s, attrs=attrs, prior_draws=0, compiled=compiled.get(p)
+        )
+        compiled[p] = result.compiled
+        summary = diagnostics.summarize(result.idata, jit=False)
+        return result, diagnostics.passes_bar(result.idata, summary)
+
+    (result, (ok, details)), attempts = fit_with_remedies(
+        run, lambda fitted: fitted[1], settings, priors, log=_log
+    )
+    shown = next(a for a in attempts if a.reported)
+    used = dataclasses.replace(
+        settings, target_accept=shown.target_accept, draws=shown.draws, tune=shown.tune
+    )
+    p_used = dataclasses.replace(priors, parameterization=shown.parameterization)
+    if args.out is not None:  # prior draws: the NetCDF's only
+        model = build_model(data, p_used)
+        result.idata.add_groups({"prior": sample_prior(model, data, PRIOR_DRAWS, settings.seed)})
+    doc = multistate_results(result, data, details, used)
+    doc["remedies"] = [a.as_dict() for a in attempts]
     result.idata.posterior.attrs["status"] = doc["status"]
     _log(
         f"vlms fit: compile {result.compile_seconds:.1f} s, sampling "
@@ -228,7 +286,9 @@ def multistate_results(
     result: Any, data: MultistateData, details: dict[str, Any], settings: Any
 ) -> dict[str, Any]:
     """The ``--json`` document of ``vlms fit --data FILE --multistate``."""
-    from analysis.inference.fit_report import failure_line
+    import dataclasses
+
+    from analysis.inference.fit_report import failure_line, sampler_record
 
     post = result.idata.posterior
     occupation = post["state_occupation"]
@@ -259,25 +319,21 @@ def multistate_results(
         },
         "model": post.attrs.get("model_description"),
         "priors": post.attrs.get("priors"),
+        "time_unit": data.time_unit,
         "cut_points": {
             "since_entry": data.cuts_start.tolist(),
             "since_recurrence": data.cuts_ill.tolist(),
+            "how": data.cuts_note,
         },
-        "sampler": {
-            "name": "nutpie",
-            "draws": settings.draws,
-            "tune": settings.tune,
-            "chains": settings.chains,
-            "seed": settings.seed,
-            "target_accept": settings.target_accept,
-            "compile_seconds": round(result.compile_seconds, 3),
-            "sampling_seconds": round(result.sampling_seconds, 3),
-        },
+        "horizons": data.horizons.tolist(),
+        "sampler": sampler_record(dataclasses.replace(settings, sampler="nutpie"), result),
     }
 
 
 def format_multistate(doc: dict[str, Any]) -> str:
     """Human-readable summary of :func:`multistate_results`."""
+    from analysis.inference.fit_report import remedy_lines
+
     failed = not doc["diagnostics"]["meets_bar"]
     lines = [doc["status"]] if failed else []
     lines += [
@@ -294,13 +350,15 @@ def format_multistate(doc: dict[str, Any]) -> str:
             )
     last = {s: (b["times"][-1], b["median"][-1]) for s, b in doc["state_occupation"].items()}
     shown = ", ".join(f"{s} {p:.2f}" for s, (_, p) in last.items())
-    lines.append(f"state occupation at {next(iter(last.values()))[0]:g} months: {shown}")
+    unit = doc["time_unit"]
+    lines.append(f"state occupation at {next(iter(last.values()))[0]:g} {unit}: {shown}")
     d = doc["diagnostics"]
     lines.append(
         f"diagnostics: max R-hat {d['max_rhat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
         f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: sampling bar "
         f"{'MISSED (exit status 3)' if failed else 'met'}"
     )
+    lines += remedy_lines(doc, failed)
     if failed:
         lines.append(doc["status"])
     return "\n".join(lines)

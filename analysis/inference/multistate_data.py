@@ -39,7 +39,7 @@ class MultistateData:
     Attributes
     ----------
     paths
-        Each patient's path (times from entry, months).
+        Each patient's path (times from entry, in ``time_unit``).
     structure
         State, mark and death names.
     covariate_names
@@ -47,11 +47,15 @@ class MultistateData:
     cuts_start, cuts_ill
         Interval starts on the clock since entry and on the clock since the recurrence.
     curve_times
-        Grid of the derived curves (months; the same grid on both clocks).
+        Grid of the derived curves (the same grid on both clocks).
     horizons
-        Months after a recurrence at which the probability of each death is reported.
+        Times after a recurrence at which the probability of each death is reported.
     n_dropped
         Rows dropped for a missing covariate.
+    time_unit
+        Unit of every time above (months for the cohort; ``--time-unit`` for own data).
+    cuts_note
+        Where the cut points come from (own data).
     """
 
     paths: ms.IllnessDeathPaths
@@ -62,6 +66,8 @@ class MultistateData:
     curve_times: np.ndarray
     horizons: np.ndarray
     n_dropped: int = 0
+    time_unit: str = "months"
+    cuts_note: str = ""
 
     @property
     def n(self) -> int:

@@ -71,6 +71,8 @@ class MultistateResult:
     idata: Any
     compile_seconds: float
     sampling_seconds: float
+    compiled: Any = None
+    """The compiled nutpie model, to refit the same structure (see :func:`fit_multistate`)."""
 
 
 def build_model(data: MultistateData, priors: Priors) -> Any:
@@ -93,14 +95,19 @@ def fit_multistate(
     settings: SamplerSettings | None = None,
     attrs: dict[str, Any] | None = None,
     prior_draws: int = PRIOR_DRAWS,
+    compiled: Any = None,
 ) -> MultistateResult:
-    """Compile (nutpie), sample, add the derived quantities and the other groups."""
+    """Compile (nutpie), sample, add the derived quantities and the other groups.
+
+    ``compiled``: the ``compiled`` of an earlier result on the same data and priors (e.g. a
+    refit with other sampler settings): sampled again without compiling."""
     priors = priors or Priors()
     settings = settings or SamplerSettings()
     model = build_model(data, priors)
     names = stored_names(model)
     t0 = time.perf_counter()
-    compiled = compile_nutpie(model, names)
+    if compiled is None:
+        compiled = compile_nutpie(model, names)
     t1 = time.perf_counter()
     trace = nutpie_sample(compiled, settings)
     t2 = time.perf_counter()
@@ -110,7 +117,7 @@ def fit_multistate(
     idata.add_groups({"constant_data": constant_data(data)})
     if prior_draws:
         idata.add_groups({"prior": sample_prior(model, data, prior_draws, settings.seed)})
-    result = MultistateResult(idata, t1 - t0, t2 - t1)
+    result = MultistateResult(idata, t1 - t0, t2 - t1, compiled)
     info = {
         "compile_seconds": round(result.compile_seconds, 3),
         "sampling_seconds": round(result.sampling_seconds, 3),
@@ -268,10 +275,8 @@ def set_attrs(
         "n_dropped_missing_covariate": data.n_dropped,
         "events": data.events,
         "events_per_transition": [c["events"] for c in data.counts],
-        "cut_points_months": data.cuts_start.tolist(),
-        "cut_points_since_recurrence_months": data.cuts_ill.tolist(),
-        "curve_times_months": data.curve_times.tolist(),
-        "horizons_months": data.horizons.tolist(),
+        "time_unit": data.time_unit,
+        **_time_attrs(data),
         "priors": priors.describe(),
         **priors.as_attrs(),
         **sampler_attrs(dataclasses.replace(settings, sampler="nutpie")),
@@ -281,6 +286,18 @@ def set_attrs(
         getattr(idata, group).attrs.update(
             {k: (str(v) if isinstance(v, dict) else v) for k, v in attrs.items()}
         )
+
+
+def _time_attrs(data: MultistateData) -> dict[str, Any]:
+    """Cut points of both clocks, curve grid and horizons, named with the data's time unit
+    (``cut_points_months``, ... for the cohort)."""
+    unit = data.time_unit
+    return {
+        f"cut_points_{unit}": data.cuts_start.tolist(),
+        f"cut_points_since_recurrence_{unit}": data.cuts_ill.tolist(),
+        f"curve_times_{unit}": data.curve_times.tolist(),
+        f"horizons_{unit}": data.horizons.tolist(),
+    }
 
 
 # --------------------------------------------------------------------------- the registry
