@@ -224,7 +224,7 @@ def run_multistate_csv(args: argparse.Namespace, settings: Any) -> int:
         return result, diagnostics.passes_bar(result.idata, summary)
 
     (result, (ok, details)), attempts = fit_with_remedies(
-        run, lambda fitted: fitted[1], settings, priors, log=_log
+        run, lambda fitted: fitted[1], settings, priors, log=lambda line: _log(f"vlms fit: {line}")
     )
     shown = next(a for a in attempts if a.reported)
     used = dataclasses.replace(
