@@ -80,7 +80,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if getattr(args, "multistate", False):
         from analysis.inference.multistate_command import run_multistate_csv
 
-        return run_multistate_csv(args, settings)
+        return 0 if run_multistate_csv(args, settings, time_unit(args)) else EXIT_BAR_MISSED
     return _run_csv(args, settings, imports)
 
 

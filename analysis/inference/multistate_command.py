@@ -88,14 +88,12 @@ def clock_cuts(limit: float, unit: str) -> np.ndarray:
     return np.array([c for c in cuts if c < limit] or [0.0])
 
 
-def load_multistate_csv(args: argparse.Namespace) -> MultistateData:
-    """Read and validate ``--data`` for ``--multistate``; raise ``VlmsInputError`` at the first
-    problem."""
+def load_multistate_csv(args: argparse.Namespace, unit: str = "months") -> MultistateData:
+    """Read and validate ``--data`` for ``--multistate`` (times in ``unit``); raise
+    ``VlmsInputError`` at the first problem."""
     from analysis.inference.data import TIME_UNITS, default_curve_times
-    from analysis.inference.fit_command import time_unit
 
     file = str(args.data)
-    unit = time_unit(args)
     roles = _columns(args, file)
     if getattr(args, "missing", None) == "impute":
         raise VlmsInputError(
@@ -179,12 +177,12 @@ def _check_recurrence_times(
             raise VlmsInputError(message, file=file, column=column, row=int(np.argmax(bad)) + 1)
 
 
-def run_multistate_csv(args: argparse.Namespace, settings: Any) -> int:
-    """Handler of ``vlms fit --data FILE --multistate``."""
+def run_multistate_csv(args: argparse.Namespace, settings: Any, unit: str = "months") -> bool:
+    """Handler of ``vlms fit --data FILE --multistate`` (times in ``unit``); returns whether
+    the reported fit met the sampling bar."""
     import dataclasses
 
     from analysis.inference import diagnostics
-    from analysis.inference.fit_command import EXIT_BAR_MISSED
     from analysis.inference.fits_io import write_outputs
     from analysis.inference.multistate_fit import (
         PRIOR_DRAWS,
@@ -198,7 +196,7 @@ def run_multistate_csv(args: argparse.Namespace, settings: Any) -> int:
     file = str(args.data)
     if settings.sampler != "nutpie":
         raise VlmsInputError("--multistate samples with nutpie only (drop --sampler)", file=file)
-    data = load_multistate_csv(args)
+    data = load_multistate_csv(args, unit)
     priors = Priors(effect_family=args.prior_family, effect_sd=float(args.prior_sd))
     _log(
         f"vlms fit: illness-death model, {data.n} rows ({data.n_dropped} dropped for a missing "
@@ -243,7 +241,7 @@ def run_multistate_csv(args: argparse.Namespace, settings: Any) -> int:
     )
     print(format_multistate(doc))
     write_outputs(result.idata, doc, args.out, args.json, _log)
-    return 0 if ok else EXIT_BAR_MISSED
+    return bool(ok)
 
 
 # --------------------------------------------------------------------------- results

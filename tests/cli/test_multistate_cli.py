@@ -211,9 +211,9 @@ def test_time_unit_scales_horizons_and_cut_points(tmp_path) -> None:
         f.to_csv(path, index=False)
         args = argparse.Namespace(
             data=path, recurrence_time="rec_months", recurrence_event="rec_type", time="months",
-            event="status", covariates=[], competing=True, cuts=None, times=None, time_unit=unit,
+            event="status", covariates=[], competing=True, cuts=None, times=None,
         )  # fmt: skip
-        loaded[unit] = load_multistate_csv(args)
+        loaded[unit] = load_multistate_csv(args, unit)
     months, years = loaded["months"], loaded["years"]
     np.testing.assert_allclose(months.horizons, [24.0, 60.0])
     np.testing.assert_allclose(years.horizons, [2.0, 5.0])
