@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--multistate",
         action="store_true",
         help="illness-death model (surgery -> recurrence -> death; needs --recurrence-time, "
-        "--recurrence-event, --time, --event)",
+        "--recurrence-event, --time, --event); default off: one survival model",
     )
     p.add_argument("--recurrence-time", help="--multistate: column of months to recurrence")
     p.add_argument(
