@@ -239,10 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="illness-death model (surgery -> recurrence -> death; needs --recurrence-time, "
         "--recurrence-event, --time, --event); default off: one survival model",
     )
-    p.add_argument("--recurrence-time", help="--multistate: column of months to recurrence")
+    p.add_argument(
+        "--recurrence-time",
+        help="--multistate: column of times to recurrence, in --time-unit; empty where there "
+        "was none (no default: required with --multistate)",
+    )
     p.add_argument(
         "--recurrence-event",
-        help="--multistate: column of recurrence codes, 0 none, 1 recurrence (or 1..R types)",
+        help="--multistate: column of recurrence codes, 0 none, 1 recurrence (or 1..R types) "
+        "(no default: required with --multistate)",
     )
     p.add_argument(
         "--missing",

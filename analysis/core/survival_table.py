@@ -14,7 +14,8 @@ cell's value):
 * **covariates and group**: a missing cell (:data:`analysis.core.csv_input.MISSING_MARKERS`)
   drops the row from every analysis; the drops are counted per column and stated in the output.
   With ``missing="impute"`` (``vlms fit``'s default) rows with an unknown covariate are kept
-  (NaN) for the model to marginalise; such a covariate must be 0/1 where known.
+  (NaN) for the model to marginalise when the covariate is 0/1 where known; rows missing a
+  covariate that is not 0/1 are dropped, and a note says so.
 * **causes**: with ``competing``, each cause keeps its code; codes that skip a number (0/1/3)
   are accepted and a note says which codes have no rows.
 """
@@ -76,6 +77,9 @@ class SurvivalTable:
     n_read: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     imputed: dict[str, int] = field(default_factory=dict)
+    not_imputable: tuple[str, ...] = ()
+    """With ``missing="impute"``: covariates with missing values that are not 0/1, whose
+    incomplete rows were dropped."""
 
     @property
     def n(self) -> int:
@@ -98,6 +102,11 @@ class SurvivalTable:
             out.append(
                 f"unknown covariate values imputed inside the model, not dropped ({per}); "
                 "--missing drop analyses the complete rows only"
+            )
+        if self.not_imputable:
+            out.append(
+                f"{', '.join(self.not_imputable)}: not 0/1, so rows missing it are dropped "
+                "(only 0/1 covariates are imputed)"
             )
         if self.competing:
             skipped = [k for k in range(1, max(self.causes) + 1) if k not in self.causes]
@@ -134,7 +143,8 @@ def load_survival_table(
     """Read and validate a survival table; raise ``VlmsInputError`` at the first problem.
 
     ``missing``: ``"drop"`` (complete rows) or ``"impute"`` (rows with an unknown 0/1
-    covariate kept, NaN where unknown)."""
+    covariate kept, NaN where unknown; rows missing a covariate that is not 0/1 are dropped
+    and the notes say so)."""
     file = str(path)
     if not time or not event:
         raise VlmsInputError("--time and --event are required with --data", file=file)
@@ -148,15 +158,12 @@ def load_survival_table(
     t = time_column(df, time, file)
     e = event_codes(df, event, file, competing)
     covs = {c: numeric_column(df, c, file, allow_missing=True) for c in names}
-    imputed = {c: np.isnan(x) for c, x in covs.items()} if missing == "impute" else {}
-    for c, unknown in imputed.items():
-        if unknown.any() and not np.all(np.isin(covs[c][~unknown], (0.0, 1.0))):
-            raise VlmsInputError(
-                "has missing values but is not 0/1: only 0/1 covariates are imputed; use "
-                "--missing drop (complete rows)",
-                file=file,
-                column=c,
-            )
+    imputed = (
+        {c: np.isnan(x) for c, x in covs.items() if _is_binary(x)} if missing == "impute" else {}
+    )
+    not_imputable = tuple(
+        c for c, x in covs.items() if missing == "impute" and c not in imputed and np.isnan(x).any()
+    )
     missing = {c: np.isnan(x) for c, x in covs.items() if c not in imputed}
     levels = None
     if group:
@@ -204,7 +211,14 @@ def load_survival_table(
         n_read=int(t.size),
         dropped={c: int(m.sum()) for c, m in missing.items()},
         imputed={c: int(m[keep].sum()) for c, m in imputed.items()},
+        not_imputable=not_imputable,
     )
+
+
+def _is_binary(values: np.ndarray) -> bool:
+    """Whether the known values are 0/1 (what ``missing="impute"`` can impute)."""
+    known = values[~np.isnan(values)]
+    return bool(np.all(np.isin(known, (0.0, 1.0))))
 
 
 def time_column(df: pd.DataFrame, column: str, file: str) -> np.ndarray:
