@@ -59,6 +59,8 @@ report: $(STAMP)
 validate: $(STAMP)
 	$(VLMS) validate
 	$(VLMS) reconstruct --validate --seed $(SEED)
+	$(PY) -m analysis.validation.imputation_report --out-dir reports --seed $(SEED)
+	$(PY) -m analysis.validation.multistate_check --out reports/validation/multistate.json --seed $(SEED)
 
 bench: $(STAMP)
 	$(VLMS) bench

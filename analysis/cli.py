@@ -253,6 +253,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_REPORTS,
         help="registry: where fits/ is written (default: %(default)s)",
     )
+    p.add_argument(
+        "--multistate",
+        action="store_true",
+        help="illness-death model (surgery -> recurrence -> death; needs --recurrence-time, "
+        "--recurrence-event, --time, --event); default off: one survival model",
+    )
+    p.add_argument(
+        "--recurrence-time",
+        help="--multistate: column of times to recurrence, in --time-unit; empty where there "
+        "was none (no default: required with --multistate)",
+    )
+    p.add_argument(
+        "--recurrence-event",
+        help="--multistate: column of recurrence codes, 0 none, 1 recurrence (or 1..R types) "
+        "(no default: required with --multistate)",
+    )
+    p.add_argument(
+        "--missing",
+        choices=["impute", "drop"],
+        help="--data: unknown values of a 0/1 covariate marginalised in the likelihood (impute, "
+        "the default: every row used) or rows with a missing covariate dropped (drop)",
+    )
 
     p = add(
         "diagnose",

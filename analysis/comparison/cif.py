@@ -4,7 +4,7 @@ For each saved competing-risk fit and each type of first event: the posterior me
 its 95% equal-tailed interval (the fit's ``cif`` variable: cumulative incidence averaged over
 the fit's patients' covariates), the Aalen-Johansen CIF with its 95% CI
 (:func:`analysis.frequentist.cumulative_incidence`, log-log CI as lifelines, ties broken as R)
-on the same complete-case patients, and the difference posterior median minus Aalen-Johansen;
+on the same patients (those the fit used), and the difference posterior median minus Aalen-Johansen;
 per fit and time, the largest absolute difference over the causes.
 
 Conventions: the posterior is read on its own month grid (``time`` coordinate); a requested
@@ -72,7 +72,8 @@ def draw_quantiles(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def competing_patients(df: pd.DataFrame, names: Sequence[str]) -> list[FitPatients]:
-    """Patients of each named competing-risk registry fit on cohort ``df`` (complete cases)."""
+    """Patients of each named competing-risk registry fit on cohort ``df`` (those it used:
+    complete cases, or every patient of its subset when it imputes unknown covariates)."""
     from analysis.inference.registry import REGISTRY
     from analysis.inference.spec_data import SUBSETS, spec_data
 
@@ -285,7 +286,7 @@ def markdown(result: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
         "",
     ]
     for f in result["fits"]:
-        lines.append(f"- {f['fit']}: {f['n']} of {f['n_subset']} patients (complete covariates)")
+        lines.append(f"- {f['fit']}: {f['n']} of {f['n_subset']} patients used")
     for s in result["skipped"]:
         lines.append(f"- {s['fit']}: skipped ({s['reason']})")
     lines.append("")

@@ -13,6 +13,9 @@ cell's value):
   recode.
 * **covariates and group**: a missing cell (:data:`analysis.core.csv_input.MISSING_MARKERS`)
   drops the row from every analysis; the drops are counted per column and stated in the output.
+  With ``missing="impute"`` (``vlms fit``'s default) rows with an unknown covariate are kept
+  (NaN) for the model to marginalise when the covariate is 0/1 where known; rows missing a
+  covariate that is not 0/1 are dropped, and a note says so.
 * **causes**: with ``competing``, each cause keeps its code; codes that skip a number (0/1/3)
   are accepted and a note says which codes have no rows.
 """
@@ -57,6 +60,9 @@ class SurvivalTable:
     dropped
         Per column, the rows whose cell in that column is missing (a row missing two columns
         counts in both); the rows dropped in all are ``n_read - n``.
+    imputed
+        With ``missing="impute"``: per covariate, the unknown values kept for the model to
+        marginalise (NaN in ``covariates``); empty otherwise.
     """
 
     file: str
@@ -70,6 +76,10 @@ class SurvivalTable:
     competing: bool = False
     n_read: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    imputed: dict[str, int] = field(default_factory=dict)
+    not_imputable: tuple[str, ...] = ()
+    """With ``missing="impute"``: covariates with missing values that are not 0/1, whose
+    incomplete rows were dropped."""
 
     @property
     def n(self) -> int:
@@ -87,6 +97,17 @@ class SurvivalTable:
     def notes(self) -> list[str]:
         """What the reader did to the data, in words (printed and saved by both commands)."""
         out = [dropped_note(self.n_read, self.n_dropped, self.dropped)]
+        if any(self.imputed.values()):
+            per = ", ".join(f"{c}: {k}" for c, k in self.imputed.items() if k)
+            out.append(
+                f"unknown covariate values imputed inside the model, not dropped ({per}); "
+                "--missing drop analyses the complete rows only"
+            )
+        if self.not_imputable:
+            out.append(
+                f"{', '.join(self.not_imputable)}: not 0/1, so rows missing it are dropped "
+                "(only 0/1 covariates are imputed)"
+            )
         if self.competing:
             skipped = [k for k in range(1, max(self.causes) + 1) if k not in self.causes]
             found = ", ".join(map(str, self.causes))
@@ -117,8 +138,13 @@ def load_survival_table(
     covariates: list[str] | tuple[str, ...] = (),
     group: str | None = None,
     competing: bool = False,
+    missing: str = "drop",
 ) -> SurvivalTable:
-    """Read and validate a survival table; raise ``VlmsInputError`` at the first problem."""
+    """Read and validate a survival table; raise ``VlmsInputError`` at the first problem.
+
+    ``missing``: ``"drop"`` (complete rows) or ``"impute"`` (rows with an unknown 0/1
+    covariate kept, NaN where unknown; rows missing a covariate that is not 0/1 are dropped
+    and the notes say so)."""
     file = str(path)
     if not time or not event:
         raise VlmsInputError("--time and --event are required with --data", file=file)
@@ -132,7 +158,13 @@ def load_survival_table(
     t = time_column(df, time, file)
     e = event_codes(df, event, file, competing)
     covs = {c: numeric_column(df, c, file, allow_missing=True) for c in names}
-    missing = {c: np.isnan(x) for c, x in covs.items()}
+    imputed = (
+        {c: np.isnan(x) for c, x in covs.items() if _is_binary(x)} if missing == "impute" else {}
+    )
+    not_imputable = tuple(
+        c for c, x in covs.items() if missing == "impute" and c not in imputed and np.isnan(x).any()
+    )
+    missing = {c: np.isnan(x) for c, x in covs.items() if c not in imputed}
     levels = None
     if group:
         cells = df[group].tolist()
@@ -152,10 +184,11 @@ def load_survival_table(
             column=event,
         )
     for c, x in covs.items():
-        kept = x[keep]
-        if np.all(kept == kept[0]):
+        kept = x[keep & ~np.isnan(x)]
+        if kept.size == 0 or np.all(kept == kept[0]):
             raise VlmsInputError(
-                "takes a single value in the analysed rows; no hazard ratio can be estimated",
+                "takes a single value in the analysed rows (where known); no hazard ratio can "
+                "be estimated",
                 file=file,
                 column=c,
             )
@@ -177,7 +210,15 @@ def load_survival_table(
         competing=competing,
         n_read=int(t.size),
         dropped={c: int(m.sum()) for c, m in missing.items()},
+        imputed={c: int(m[keep].sum()) for c, m in imputed.items()},
+        not_imputable=not_imputable,
     )
+
+
+def _is_binary(values: np.ndarray) -> bool:
+    """Whether the known values are 0/1 (what ``missing="impute"`` can impute)."""
+    known = values[~np.isnan(values)]
+    return bool(np.all(np.isin(known, (0.0, 1.0))))
 
 
 def time_column(df: pd.DataFrame, column: str, file: str) -> np.ndarray:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def markdown_table(display: list[dict[str, str]]) -> str:
@@ -30,3 +32,15 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def write_table_files(
+    folder: Path, stem: str, rows: pd.DataFrame, markdown: str, doc: dict[str, Any]
+) -> None:
+    """``<folder>/<stem>.csv`` (the rows), ``.md`` and ``.json`` (``doc``, made JSON-safe), each
+    written atomically."""
+    from analysis.core.atomic import write_json, write_text
+
+    write_text(Path(folder) / f"{stem}.csv", rows.to_csv(index=False))
+    write_text(Path(folder) / f"{stem}.md", markdown)
+    write_json(Path(folder) / f"{stem}.json", json_safe(doc))

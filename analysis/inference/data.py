@@ -1,8 +1,11 @@
 """Data ready to model: event times, event codes and covariates of one fit (model-agnostic).
 
-A :class:`FitData` holds complete cases (rows with a missing covariate are dropped and counted),
-the interval cut points, the covariate slots of the compiled structure and the month grid of the
-derived curves; it expands to person-period rows and collapses to sufficient statistics.
+A :class:`FitData` holds the rows of one fit: complete cases (``missing="drop"``: rows with a
+missing covariate are dropped and counted) or every row with NaN where a covariate is unknown
+(``missing="impute"``: the model marginalises the missing binary values,
+:mod:`models.imputation`), the interval cut points, the covariate slots of the compiled structure
+and the month grid of the derived curves; its complete cases expand to person-period rows and
+collapse to sufficient statistics.
 
 Covariate coding (:func:`covariate_coding`): a numeric covariate is centred at its mean and
 scaled by its standard deviation inside the model, so the baseline (and its prior) sits at the
@@ -98,7 +101,7 @@ class FitData:
     time, event
         Times (> 0, in ``time_unit``) and event codes (0 censored; 1 event, or 1..K causes).
     x
-        Covariates, shape ``(n, p)``, complete cases only.
+        Covariates, shape ``(n, p)``; NaN where unknown (only with ``missing="impute"``).
     covariate_names
         Names of the columns of ``x``.
     cuts
@@ -113,6 +116,8 @@ class FitData:
         Time grid of the derived curves.
     time_unit
         Unit of the times, cut points and curve times (a key of ``TIME_UNITS``).
+    missing
+        ``"drop"`` (complete cases) or ``"impute"`` (rows with unknown covariates kept).
     """
 
     time: np.ndarray
@@ -125,6 +130,7 @@ class FitData:
     cause_names: tuple[str, ...] = ()
     curve_times: np.ndarray = field(default_factory=lambda: CURVE_TIMES.copy())
     time_unit: str = "months"
+    missing: str = "drop"
 
     def __post_init__(self) -> None:
         if self.time_unit not in TIME_UNITS:
@@ -139,6 +145,21 @@ class FitData:
         return int(self.time.size)
 
     @property
+    def complete(self) -> np.ndarray:
+        """Rows with every covariate known."""
+        return ~np.isnan(self.x).any(axis=1)
+
+    @property
+    def imputes(self) -> bool:
+        """Whether the fit marginalises missing covariate values."""
+        return self.missing == "impute" and not bool(self.complete.all())
+
+    def values_missing(self) -> dict[str, int]:
+        """Unknown values per covariate (all imputed when :attr:`imputes`)."""
+        nan = np.isnan(self.x)
+        return {name: int(nan[:, j].sum()) for j, name in enumerate(self.covariate_names)}
+
+    @property
     def n_slots(self) -> int:
         return self.x.shape[1] if self.slots is None else self.slots
 
@@ -148,7 +169,8 @@ class FitData:
 
     @property
     def binary(self) -> bool:
-        return bool(np.all(np.isin(self.x, (0.0, 1.0))))
+        known = self.x[~np.isnan(self.x)]
+        return bool(np.all(np.isin(known, (0.0, 1.0))))
 
     @property
     def slot_names(self) -> list[str]:
@@ -164,7 +186,8 @@ class FitData:
     def codings(self) -> tuple[CovariateCoding, ...]:
         """Centre and scale of each covariate (see :func:`covariate_coding`)."""
         return tuple(
-            covariate_coding(name, self.x[:, j]) for j, name in enumerate(self.covariate_names)
+            covariate_coding(name, column[~np.isnan(column)])
+            for name, column in zip(self.covariate_names, self.x.T, strict=True)
         )
 
     @property
@@ -182,15 +205,18 @@ class FitData:
         return np.concatenate([scale, np.ones(self.n_slots - self.x.shape[1])])
 
     def person_period(self, padded: bool = True, centred: bool = False) -> PersonPeriod:
-        """Person-period rows; ``padded``: with the spare zero slots (as the model sees them);
-        ``centred``: covariates minus their centres (as the model's ``log_h0`` needs them)."""
+        """Person-period rows of the complete cases; ``padded``: with the spare zero slots (as
+        the model sees them); ``centred``: covariates minus their centres (as the model's
+        ``log_h0`` needs them)."""
+        c = self.complete
         x = self.x_slots() if padded else self.x
         if centred:
             x = x - (self.center_slots() if padded else self.center)
-        return expand(self.time, self.event, x, self.cuts)
+        return expand(self.time[c], self.event[c], x[c], self.cuts)
 
     def cells(self) -> Cells:
-        """Collapsed cells: on the fixed grid of all 0/1 patterns when covariates are binary."""
+        """Collapsed cells of the complete cases: on the fixed grid of all 0/1 patterns when
+        covariates are binary."""
         patterns = binary_patterns(self.n_slots) if self.binary and self.n_slots <= 6 else None
         return collapse(self.person_period(), len(self.cuts), patterns, self.n_causes)
 
@@ -208,8 +234,13 @@ def make_fit_data(
     cause_names: Sequence[str] = (),
     curve_times: np.ndarray | None = None,
     time_unit: str = "months",
+    missing: str = "drop",
 ) -> FitData:
-    """Complete cases of ``time``, ``event`` and named covariate arrays (NaN = missing)."""
+    """``time``, ``event`` and named covariate arrays (NaN = missing): the complete cases
+    (``missing="drop"``) or every row (``"impute"``; the spare ``slots`` are then dropped when
+    a value is missing, as the imputed model has its own structure)."""
+    if missing not in ("drop", "impute"):
+        raise ValueError("missing must be 'drop' or 'impute'")
     names = tuple(covariates)
     x = (
         np.column_stack([np.asarray(covariates[k], float) for k in names])
@@ -220,6 +251,9 @@ def make_fit_data(
     c = check_cuts(DEFAULT_CUTS if cuts is None else cuts)
     if slots is not None and slots < len(names):
         raise ValueError("slots must be at least the number of covariates")
+    if missing == "impute" and not keep.all():
+        keep = np.ones_like(keep)
+        slots = None
     return FitData(
         time=np.asarray(time, float)[keep],
         event=np.asarray(event, int)[keep],
@@ -231,6 +265,7 @@ def make_fit_data(
         cause_names=tuple(cause_names),
         curve_times=CURVE_TIMES.copy() if curve_times is None else np.asarray(curve_times, float),
         time_unit=time_unit,
+        missing=missing,
     )
 
 

@@ -57,7 +57,7 @@ def summarize(idata: Any, var_names: list[str] | None = None, *, jit: bool = Tru
     """
     post = idata.posterior
     names = var_names or list(post.data_vars)
-    # quiet: R-hat and ESS of a constant (S(0) = 1) divide 0 by 0: NaN, reported as such
+    # quiet: R-hat and ESS of a constant (S(0) = 1, an effect fixed at 0) divide 0 by 0: NaN
     with quiet(), _numba(jit):
         summary = az.summary(idata, var_names=names, kind="all", hdi_prob=HDI_PROB, round_to="none")
     flat = _flatten(post[names])
@@ -163,11 +163,18 @@ def passes_bar(idata: Any, summary: pd.DataFrame | None = None) -> tuple[bool, d
 
 
 def _key_vars(idata: Any, max_panels: int | None = None) -> list[str]:
-    """Key parameters present; with ``max_panels``, the first ones whose elements fit."""
+    """Key parameters present (also with a prefix, e.g. the multi-state model's ``start_rw_sigma``;
+    its free effects ``beta_free`` in place of ``beta``, whose fixed zeros have no rank); with
+    ``max_panels``, the first ones whose elements fit."""
     names, used = [], 0
-    for v in KEY_VARS:
-        if v not in idata.posterior:
-            continue
+    post = idata.posterior
+    present = [
+        n
+        for v in ("beta_free" if "beta_free" in post else "beta", *KEY_VARS[1:])
+        for n in post.data_vars
+        if n == v or n.endswith(f"_{v}")
+    ]
+    for v in present:
         size = int(
             np.prod([n for d, n in idata.posterior[v].sizes.items() if d not in ("chain", "draw")])
         )
@@ -175,7 +182,7 @@ def _key_vars(idata: Any, max_panels: int | None = None) -> list[str]:
             continue
         names.append(v)
         used += size
-    return names or ["log_h0"]
+    return names or [next(n for n in post.data_vars if n.endswith("log_h0"))]
 
 
 def plot_trace(idata: Any, path: Path) -> Path:

@@ -37,7 +37,7 @@ import xarray as xr
 from analysis.core import interrupt
 from analysis.core.atomic import atomic_path
 from analysis.inference.data import FitData
-from analysis.inference.kinds import KINDS, MEDIAN_CAP, RMST_HORIZON, stored_names
+from analysis.inference.kinds import KINDS, MEDIAN_CAP, RMST_HORIZON, resolve_kind, stored_names
 from models.priors import Priors
 from models.survival_data import interval_labels
 
@@ -90,7 +90,13 @@ class Compiled:
 def structure_key(kind_name: str, data: FitData, priors: Priors) -> tuple:
     """Models with equal keys share one compiled model."""
     cells = data.cells()
-    return (kind_name, data.n_slots, len(data.cuts), data.n_causes, priors, cells.exposure.size)
+    kind_name = resolve_kind(kind_name, data)
+    key = (kind_name, data.n_slots, len(data.cuts), data.n_causes, priors, cells.exposure.size)
+    if kind_name.endswith("_imputed"):  # imputed columns, predictors, complete-case patterns
+        from models.imputation import structure_key as imputed_structure
+
+        key += (imputed_structure(KINDS[kind_name].layout(data)),)
+    return key
 
 
 def compile_nutpie(model: Any, var_names: list[str] | None = None) -> Any:
@@ -111,6 +117,7 @@ def compile_structure(
     compile, e.g. to time it); time it."""
     from analysis.inference.compile_cache import compile_cached
 
+    kind_name = resolve_kind(kind_name, data)
     kind = KINDS[kind_name]
     key = structure_key(kind_name, data, priors)
     with interrupt.guard():
@@ -197,6 +204,7 @@ def fit_model(
     """
     priors = priors or Priors()
     settings = settings or SamplerSettings()
+    kind = resolve_kind(kind, data)
     key = structure_key(kind, data, priors)
     reused = compiled is not None and compiled.key == key and compiled.sampler == settings.sampler
     if not reused:
@@ -336,7 +344,7 @@ def add_log_likelihood(idata: Any, kind: str, data: FitData) -> Any:
     """Add the ``log_likelihood`` group (each patient's log-likelihood summed over its
     intervals, dim ``patient``, so LOO leaves out a patient); returns ``idata``."""
     post = idata.posterior
-    ll = KINDS[kind].loglik(post, data)
+    ll = KINDS[resolve_kind(kind, data)].loglik(post, data)
     group = xr.Dataset(
         {"events": (("chain", "draw", "patient"), ll)},
         coords={"chain": post.chain, "draw": post.draw, "patient": np.arange(data.n)},
@@ -421,7 +429,7 @@ def sample_prior(kind: str, data: FitData, priors: Priors, seed: int) -> xr.Data
     """Draws from the prior with the same derived quantities (prior predictive check)."""
     import pymc as pm
 
-    kind_obj = KINDS[kind]
+    kind_obj = KINDS[resolve_kind(kind, data)]
     model = kind_obj.build(data, priors)
     names = stored_names(model)
     with warnings.catch_warnings():
@@ -451,10 +459,26 @@ def _set_attrs(
         "intervals": INTERVALS,
         "n": data.n,
         "n_dropped_missing_covariate": data.n_dropped,
+        "missing_covariates": "imputed" if data.imputes else "complete cases",
+        **({"values_imputed": list(data.values_missing().values())} if data.imputes else {}),
         "events": int(np.sum(data.event > 0)),
         **_time_attrs(data),
         "priors": priors.describe(),
         **priors.as_attrs(),
+        **sampler_attrs(settings),
+    }
+    if data.cause_names:
+        attrs["causes"] = ",".join(f"{k + 1}={c}" for k, c in enumerate(data.cause_names))
+        attrs["events_per_cause"] = [int(np.sum(data.event == k + 1)) for k in range(data.n_causes)]
+    attrs.update({k: v for k, v in extra.items() if v is not None})
+    for group in ("posterior", "sample_stats", "log_likelihood"):
+        if group in idata.groups():
+            getattr(idata, group).attrs.update(_netcdf_safe(attrs))
+
+
+def sampler_attrs(settings: SamplerSettings) -> dict[str, Any]:
+    """How a fit was sampled: sampler, draws, tune, chains, seed, target acceptance, versions."""
+    return {
         "sampler": settings.sampler,
         "draws": settings.draws,
         "tune": settings.tune,
@@ -464,13 +488,6 @@ def _set_attrs(
         **{f"version_{p}": _version(p) for p in PACKAGES},
         "python": sys.version.split()[0],
     }
-    if data.cause_names:
-        attrs["causes"] = ",".join(f"{k + 1}={c}" for k, c in enumerate(data.cause_names))
-        attrs["events_per_cause"] = [int(np.sum(data.event == k + 1)) for k in range(data.n_causes)]
-    attrs.update({k: v for k, v in extra.items() if v is not None})
-    for group in ("posterior", "sample_stats", "log_likelihood"):
-        if group in idata.groups():
-            getattr(idata, group).attrs.update(_netcdf_safe(attrs))
 
 
 def _time_attrs(data: FitData) -> dict[str, Any]:
@@ -516,12 +533,22 @@ def coding_attrs(data: FitData) -> dict[str, Any]:
 def _describe(kind: str, data: FitData) -> str:
     cov = " + ".join(data.covariate_names) or "1"
     terms = "((x - centre) / scale) . beta_std" if data.covariate_names else "0"
-    if kind == "pem":
+    if kind.endswith("_imputed"):
+        imputed = (
+            "; unknown binary covariates marginalised in the likelihood (logistic covariate "
+            "model on the fully observed covariates)"
+        )
+    else:
+        imputed = ""
+    if kind.startswith("pem"):
         return (
             f"piecewise-exponential: log h(t | x) = log h0[interval] + {terms}; x = {cov}; "
-            "Poisson likelihood on collapsed counts with log-exposure offset"
+            f"Poisson likelihood on collapsed counts with log-exposure offset{imputed}"
         )
-    return f"cause-specific piecewise-exponential hazards: log h_k = log h0[k, interval] + {terms}"
+    return (
+        f"cause-specific piecewise-exponential hazards: log h_k = log h0[k, interval] + {terms}"
+        f"{imputed}"
+    )
 
 
 def _version(package: str) -> str:

@@ -7,12 +7,16 @@ their own cut points and priors, so ``--cuts``, ``--prior-sd`` and ``--prior-fam
 
 With ``--data FILE --time COL --event COL --covariates A,B``: a piecewise-exponential model
 (``--competing``: cause-specific hazards, each cause keeping its code) on the CSV, read exactly as
-``vlms check`` reads it (:mod:`analysis.core.survival_table`): rows with a missing covariate are
-dropped and counted; every other input problem is a one-line error (exit 2) found before anything
-is sampled or written. Numeric covariates are centred at their mean and scaled by their SD
-inside the model (0/1 ones keep 0 as the reference), so the answer does not depend on a column's
-origin or unit; HRs are reported per unit of the column as given and per SD. The saved NetCDF
-records the file name and columns, not the file's rows.
+``vlms check`` reads it (:mod:`analysis.core.survival_table`). Unknown values of a 0/1 covariate
+are marginalised inside the model (``--missing impute``, the default: every row is used,
+:mod:`analysis.inference.imputed_kind`); ``--missing drop`` drops rows with a missing covariate
+(complete cases). The output and the JSON (``missing_covariates``) give the rows used and the
+values imputed per covariate. Every other input problem is a one-line error (exit 2) found before
+anything is sampled or written. ``--multistate``: :mod:`analysis.inference.multistate_command`.
+Numeric covariates are centred at their mean and scaled by their SD inside the model (0/1 ones keep
+0 as the reference), so the answer does not depend on a column's origin or unit; HRs are reported
+per unit of the column as given and per SD.
+The saved NetCDF records the file name and columns, not the file's rows.
 
 Times are in ``--time-unit`` (days, weeks, months or years; default months), and so are
 ``--cuts``, ``--times``, the cut points and curve times of the outputs. Without ``--cuts`` the
@@ -39,7 +43,6 @@ from typing import Any
 
 import numpy as np
 
-from analysis.core.atomic import together, write_json
 from analysis.core.errors import VlmsInputError
 from analysis.core.survival_table import (
     EVENT_CODING,
@@ -50,7 +53,13 @@ from analysis.core.survival_table import (
 
 EXIT_BAR_MISSED = 3
 """Exit status of a ``--data`` fit that misses the sampling bar (its outputs say so too)."""
-MISSING_RULE = "rows with a missing covariate are dropped (complete cases) and counted"
+MISSING_RULES = {
+    "drop": "rows with a missing covariate are dropped (complete cases) and counted",
+    "impute": (
+        "unknown values of 0/1 covariates are marginalised in the likelihood (every row used; "
+        "logistic model of each given the covariates known for every row)"
+    ),
+}
 
 
 def _log(message: str) -> None:
@@ -68,6 +77,10 @@ def run_cli(args: argparse.Namespace) -> int:
     settings = _settings(args, str(args.data or args.cohort))
     if args.data is None:
         return _run_registry(args, settings)
+    if getattr(args, "multistate", False):
+        from analysis.inference.multistate_command import run_multistate_csv
+
+        return 0 if run_multistate_csv(args, settings, time_unit(args)) else EXIT_BAR_MISSED
     return _run_csv(args, settings, imports)
 
 
@@ -99,29 +112,44 @@ def _settings(args: argparse.Namespace, file: str) -> Any:
 
 def _run_registry(args: argparse.Namespace, settings: Any) -> int:
     from analysis.cohort import load_cohort
-    from analysis.inference.registry import REGISTRY
-    from analysis.inference.runner import run_registry
+    from analysis.inference.multistate_fit import (
+        check_multistate_specs,
+        multistate_specs,
+        run_multistate_registry,
+    )
+    from analysis.inference.registry import MULTISTATE_REGISTRY, REGISTRY
+    from analysis.inference.runner import run_registry, write_fit_log
     from analysis.inference.spec_data import check_spec_data, spec_data
 
     start = time.perf_counter()
     specs = REGISTRY
+    ms_specs = multistate_specs()
     if args.only:
-        known = {s.name for s in REGISTRY}
+        known = {s.name for s in REGISTRY} | {s.name for s in MULTISTATE_REGISTRY}
         unknown = [n for n in args.only if n not in known]
         if unknown:
             raise VlmsInputError(
                 f"--only: no registered model named {unknown[0]}; known: {', '.join(sorted(known))}"
             )
         specs = [s for s in REGISTRY if s.name in args.only]
+        ms_specs = multistate_specs(args.only)
     df = load_cohort(args.cohort)
     for spec in specs:  # every input problem before any output, even a progress line
         check_spec_data(spec, spec_data(spec, df), str(args.cohort))
+    check_multistate_specs(ms_specs, df, str(args.cohort))
     _log(
-        f"vlms fit: {len(specs)} models on {args.cohort} ({settings.sampler}, seed {settings.seed})"
+        f"vlms fit: {len(specs) + len(ms_specs)} models on {args.cohort} ({settings.sampler}, "
+        f"seed {settings.seed})"
     )
-    entries = run_registry(
-        df, Path(args.out_dir), settings, specs, log=_log, source=str(args.cohort)
+    out = Path(args.out_dir)
+    entries = (
+        run_registry(df, out, settings, specs, log=_log, source=str(args.cohort)) if specs else []
     )
+    if ms_specs:
+        entries += run_multistate_registry(
+            df, out, settings, ms_specs, log=_log, source=str(args.cohort)
+        )
+        write_fit_log(entries, out / "fits")
     total = time.perf_counter() - start
     compile_s = sum(e.compile_seconds for e in entries)
     sample_s = sum(e.sampling_seconds for e in entries)
@@ -158,6 +186,11 @@ class CsvInput:
     def event(self) -> np.ndarray:
         return self.table.event
 
+    @property
+    def missing(self) -> str:
+        """``"impute"`` when the table keeps unknown covariate values, else ``"drop"``."""
+        return "impute" if any(self.table.imputed.values()) else "drop"
+
 
 def load_csv_input(args: argparse.Namespace) -> CsvInput:
     """Read and validate ``--data``; raise ``VlmsInputError`` at the first problem."""
@@ -169,6 +202,7 @@ def load_csv_input(args: argparse.Namespace) -> CsvInput:
         event=args.event,
         covariates=list(args.covariates or []),
         competing=bool(args.competing),
+        missing=missing_mode(args),
     )
     if args.cuts is not None:
         try:
@@ -199,6 +233,11 @@ def data_cuts(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, str]:
     return cuts, note
 
 
+def missing_mode(args: argparse.Namespace) -> str:
+    """``--missing`` (default ``impute``)."""
+    return getattr(args, "missing", None) or "impute"
+
+
 def time_unit(args: argparse.Namespace) -> str:
     """The unit of the time column (``--time-unit`` where given, else months)."""
     return str(getattr(args, "time_unit", None) or "months")
@@ -216,17 +255,33 @@ def source_record(args: argparse.Namespace, table: SurvivalTable) -> dict[str, A
         ),
         "n_read": table.n_read,
         "dropped_by_column": table.dropped,
-        "missing_rule": MISSING_RULE,
+        "missing_rule": MISSING_RULES[missing_mode(args)],
+        "missing_covariates": {
+            "missing": missing_mode(args),
+            "rows_used": table.n,
+            "rows_dropped": table.n_dropped,
+            "values_imputed": {c: table.imputed.get(c, 0) for c in table.covariates},
+        },
         "notes": table.notes(),
         "cause_codes": list(table.causes) if table.competing else [],
     }
 
 
+def _missing_note(source: dict[str, Any]) -> str:
+    """``"2 dropped for a missing covariate"`` or ``"none dropped; values imputed: a 2"``."""
+    m = source["missing_covariates"]
+    imputed = ", ".join(f"{c} {k}" for c, k in m["values_imputed"].items() if k)
+    if m["missing"] == "impute":
+        return f"none dropped; values imputed: {imputed or 'none'}"
+    return f"{m['rows_dropped']} dropped for a missing covariate"
+
+
 def _run_csv(args: argparse.Namespace, settings: Any, imports: float = 0.0) -> int:
     from analysis.inference import diagnostics as diagnostics
     from analysis.inference.data import default_curve_times, make_fit_data
-    from analysis.inference.engine import add_log_likelihood, add_prior, fit_model, save_idata
+    from analysis.inference.engine import add_log_likelihood, add_prior, fit_model
     from analysis.inference.fit_report import covariate_notes, csv_results, format_results
+    from analysis.inference.fits_io import write_outputs
     from analysis.inference.remedies import fit_with_remedies
     from models.priors import Priors
 
@@ -254,11 +309,12 @@ def _run_csv(args: argparse.Namespace, settings: Any, imports: float = 0.0) -> i
         cause_names=causes,
         curve_times=grid,
         time_unit=unit,
+        missing=data_in.missing,
     )
     data = dataclasses.replace(data, n_dropped=table.n_dropped)
     timings["read"] = time.perf_counter() - t1
     _log(
-        f"vlms fit: {data.n} rows ({data.n_dropped} dropped for a missing covariate), "
+        f"vlms fit: {data.n} rows ({_missing_note(source)}), "
         f"{int(np.sum(data.event > 0))} events; time unit {unit}"
     )
     _log(f"vlms fit: cut points ({unit}) {_numbers(data.cuts)}, {data_in.cuts_note}")
@@ -271,7 +327,7 @@ def _run_csv(args: argparse.Namespace, settings: Any, imports: float = 0.0) -> i
         "time_unit": unit,
         "event_coding": source["event_coding"],
         "n_read": table.n_read,
-        "missing_rule": MISSING_RULE,
+        "missing_rule": source["missing_rule"],
         "input_notes": "; ".join(source["notes"]),
         "cuts_chosen": data_in.cuts_note,
     }
@@ -327,17 +383,7 @@ def _run_csv(args: argparse.Namespace, settings: Any, imports: float = 0.0) -> i
         add_prior(result.idata, kind, data, p_used, settings.seed)
         add_log_likelihood(result.idata, kind, data)
         timings["prior_and_loglik"] = time.perf_counter() - t2
-    with together():  # both files or neither, even if interrupted between them
-        t3 = time.perf_counter()
-        if args.out is not None:
-            save_idata(result.idata, args.out)
-        timings["write"] = time.perf_counter() - t3  # the NetCDF (the JSON takes milliseconds)
-        report["timings"] = {k: round(v, 3) for k, v in timings.items()}
-        if args.json is not None:
-            write_json(args.json, report)
-    for path in (args.out, args.json):
-        if path is not None:
-            _log(f"wrote {path}")
+    write_outputs(result.idata, report, args.out, args.json, _log, timings)
     return 0 if ok else EXIT_BAR_MISSED
 
 

@@ -66,7 +66,8 @@ def covariate_block(post: Any, data: Any, sel: dict[str, Any], event: np.ndarray
         if coding.scale != 1.0:
             block["per_scale"] = {"per": coding.scale_label, **hr_summary(beta * coding.scale)}
         block["coding"] = coding.as_dict()
-        note = separation_note(data.time, event, data.x[:, j], name)
+        known = ~np.isnan(data.x[:, j])  # an imputed covariate: where it is known
+        note = separation_note(data.time[known], event[known], data.x[known, j], name)
         if note:
             block["note"] = note
         out[name] = block
@@ -144,16 +145,7 @@ def csv_results(
         "model": attrs.get("model_description"),
         "priors": attrs.get("priors"),
         "cut_points": data.cuts.tolist(),
-        "sampler": {
-            "name": settings.sampler,
-            "draws": settings.draws,
-            "tune": settings.tune,
-            "chains": settings.chains,
-            "seed": settings.seed,
-            "target_accept": settings.target_accept,
-            "compile_seconds": round(result.compile_seconds, 3),
-            "sampling_seconds": round(result.sampling_seconds, 3),
-        },
+        "sampler": sampler_record(settings, result),
     }
     if data.cause_names:
         doc["causes"] = competing_results(post, data, source["cause_codes"])
@@ -219,14 +211,37 @@ def format_results(doc: dict[str, Any], times: list[float] | None) -> str:
         f"diagnostics: max R-hat {d['max_rhat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
         f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: sampling bar {verdict}"
     )
-    refits = doc.get("remedies", [])[1:]
-    if refits:
-        lines.append(f"automatic refits after the first attempt missed the bar: {len(refits)}")
-        if failed:
-            lines += [f"  {i}. {attempt_line(a)}" for i, a in enumerate(doc["remedies"], 1)]
+    lines += remedy_lines(doc, failed)
     if failed:
         lines.append(doc["status"])
     return "\n".join(lines)
+
+
+def sampler_record(settings: Any, result: Any) -> dict[str, Any]:
+    """The JSON's ``sampler``: settings of the reported attempt and its compile and sampling
+    seconds."""
+    return {
+        "name": settings.sampler,
+        "draws": settings.draws,
+        "tune": settings.tune,
+        "chains": settings.chains,
+        "seed": settings.seed,
+        "target_accept": settings.target_accept,
+        "compile_seconds": round(result.compile_seconds, 3),
+        "sampling_seconds": round(result.sampling_seconds, 3),
+    }
+
+
+def remedy_lines(doc: dict[str, Any], failed: bool) -> list[str]:
+    """How many automatic refits a fit took (the JSON's ``remedies``); every attempt when the
+    bar was still missed."""
+    refits = doc.get("remedies", [])[1:]
+    if not refits:
+        return []
+    lines = [f"automatic refits after the first attempt missed the bar: {len(refits)}"]
+    if failed:
+        lines += [f"  {i}. {attempt_line(a)}" for i, a in enumerate(doc["remedies"], 1)]
+    return lines
 
 
 def _hr_lines(block: dict[str, Any], indent: str) -> list[str]:

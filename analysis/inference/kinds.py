@@ -3,7 +3,8 @@
 A kind turns a :class:`~analysis.inference.data.FitData` into a PyMC model (``build``), into the
 arrays that the compiled model takes (``data_dict``, for refits on new data of the same
 structure), and turns posterior (or prior) draws into derived quantities (``derived``) and a
-per-patient log-likelihood (``loglik``).
+per-patient log-likelihood (``loglik``). Each kind has an imputed variant (``<kind>_imputed``,
+:mod:`analysis.inference.imputed_kind`) for data that keep rows with unknown covariates.
 
 The models' ``log_h0`` is the baseline at the covariate centre (``FitData.center``: the mean of a
 numeric covariate, the lower value of a two-valued one) and ``beta`` is per unit of each
@@ -18,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from analysis.inference.data import FitData
+from analysis.inference.imputed_kind import ImputedKind
 from models.priors import Priors
 from models.survival_data import binary_patterns
 
@@ -190,6 +192,14 @@ class CompetingKind:
 
 
 KINDS: dict[str, Any] = {"pem": PemKind(), "competing": CompetingKind()}
+KINDS.update({f"{name}_imputed": ImputedKind(kind) for name, kind in list(KINDS.items())})
+
+
+def resolve_kind(kind_name: str, data: FitData) -> str:
+    """The kind that fits ``data``: the imputed variant when it keeps unknown covariates."""
+    return (
+        f"{kind_name}_imputed" if data.imputes and not kind_name.endswith("_imputed") else kind_name
+    )
 
 
 def stored_names(model: Any) -> list[str]:

@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from analysis.inference.engine import (
     save_idata,
     structure_key,
 )
+from analysis.inference.kinds import resolve_kind
 from analysis.inference.registry import REGISTRY, FitSpec
 from analysis.inference.spec_data import check_spec_data, spec_data
 
@@ -78,9 +80,50 @@ def run_registry(
     results = fork_starmap(_fit_group, jobs, workers)
     order = {s.name: i for i, s in enumerate(specs)}
     entries = sorted((e for r in results for e in r), key=lambda e: order[e.name])
-    table = pd.DataFrame([dataclasses.asdict(e) for e in entries])
-    write_text(fits_dir / "fit_log.csv", table.to_csv(index=False))
+    write_fit_log(entries, fits_dir)
     return entries
+
+
+def write_fit_log(entries: Sequence[LogEntry], fits_dir: Path) -> None:
+    """``<fits_dir>/fit_log.csv``: one row per fit, in the given order."""
+    table = pd.DataFrame([dataclasses.asdict(e) for e in entries])
+    write_text(Path(fits_dir) / "fit_log.csv", table.to_csv(index=False))
+
+
+def record_fit(
+    idata: Any,
+    fits_dir: Path,
+    name: str,
+    *,
+    structure: str,
+    n: int,
+    events: int,
+    n_dropped: int,
+    seconds: tuple[float, float],
+) -> tuple[LogEntry, bool]:
+    """Write ``<name>.nc`` and its diagnostics summary ``<name>.summary.csv``; return the fit's
+    log entry and whether it meets the sampling bar. ``seconds``: compiling and sampling."""
+    from analysis.inference import diagnostics
+
+    save_idata(idata, fits_dir / f"{name}.nc")
+    summary = diagnostics.summarize(idata)
+    with atomic_path(fits_dir / f"{name}.summary.csv") as tmp:
+        summary.to_csv(tmp)
+    ok, details = diagnostics.passes_bar(idata, summary)
+    min_ess = float(details["min_ess_bulk"])
+    entry = LogEntry(
+        name=name,
+        structure=structure,
+        n=n,
+        events=events,
+        n_dropped=n_dropped,
+        compile_seconds=round(seconds[0], 2),
+        sampling_seconds=round(seconds[1], 2),
+        min_ess_bulk=round(min_ess, 0),
+        ess_per_second=round(min_ess / max(seconds[1], 1e-9), 0),
+        divergences=int(details["divergences"]),
+    )
+    return entry, ok
 
 
 def _fit_group(
@@ -92,8 +135,6 @@ def _fit_group(
     log: Callable[[str], None],
 ) -> list[LogEntry]:
     """Fit the models of one structure (compiled once), writing each model's files."""
-    from analysis.inference import diagnostics as diagnostics
-
     compiled: Compiled | None = None
     entries: list[LogEntry] = []
     for i, spec in group:
@@ -121,28 +162,21 @@ def _fit_group(
             compiled=compiled,
             attrs=attrs,
         )
-        save_idata(result.idata, fits_dir / f"{spec.name}.nc")
-        summary = diagnostics.summarize(result.idata)
-        with atomic_path(fits_dir / f"{spec.name}.summary.csv") as tmp:
-            summary.to_csv(tmp)
-        ok, details = diagnostics.passes_bar(result.idata, summary)
-        min_ess = float(details["min_ess_bulk"])
-        entry = LogEntry(
-            name=spec.name,
-            structure=f"{spec.builder}/{data.n_slots} slots/{len(data.cuts)} intervals",
+        entry, ok = record_fit(
+            result.idata,
+            fits_dir,
+            spec.name,
+            structure=f"{resolve_kind(spec.builder, data)}/{data.n_slots} slots/"
+            f"{len(data.cuts)} intervals",
             n=data.n,
             events=events,
             n_dropped=data.n_dropped,
-            compile_seconds=round(result.compile_seconds, 2),
-            sampling_seconds=round(result.sampling_seconds, 2),
-            min_ess_bulk=round(min_ess, 0),
-            ess_per_second=round(min_ess / max(result.sampling_seconds, 1e-9), 0),
-            divergences=int(details["divergences"]),
+            seconds=(result.compile_seconds, result.sampling_seconds),
         )
         entries.append(entry)
         log(
             f"[{i}/{total}] {spec.name}: compile {entry.compile_seconds:.1f} s, sampling "
-            f"{entry.sampling_seconds:.2f} s, min bulk ESS {min_ess:.0f} "
+            f"{entry.sampling_seconds:.2f} s, min bulk ESS {entry.min_ess_bulk:.0f} "
             f"({entry.ess_per_second:.0f}/s), divergences {entry.divergences}, "
             f"bar {'met' if ok else 'MISSED'}"
         )

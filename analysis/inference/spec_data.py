@@ -50,14 +50,16 @@ def spec_data(spec: FitSpec, df: pd.DataFrame) -> FitData:
         causes = tuple(ch.CAUSES[k] for k in present)
         recode = {0: 0, **{k: i + 1 for i, k in enumerate(present)}}
         e = np.array([recode[int(v)] for v in e], dtype=int)
-    return make_fit_data(t, e, covs, cuts=spec.cuts, slots=spec.slots, cause_names=causes)
+    return make_fit_data(
+        t, e, covs, cuts=spec.cuts, slots=spec.slots, cause_names=causes, missing=spec.missing
+    )
 
 
 def check_spec_data(spec: FitSpec, data: FitData, file: str) -> None:
     """Raise ``VlmsInputError`` if the cohort cannot inform ``spec`` (nothing is fitted then).
 
     No patients in the subset, no events in the end point, or a covariate that takes one value
-    in the complete cases (its hazard ratio would be the prior's).
+    where it is known (its hazard ratio would be the prior's).
     """
 
     where = f"model {spec.name} ({spec.endpoint}, subset {spec.subset})"
@@ -66,7 +68,8 @@ def check_spec_data(spec: FitSpec, data: FitData, file: str) -> None:
     if not np.any(data.event > 0):
         raise VlmsInputError(f"{where}: no events: nothing to estimate", file=file)
     for j, name in enumerate(data.covariate_names):
-        if np.all(data.x[:, j] == data.x[0, j]):
+        known = data.x[~np.isnan(data.x[:, j]), j]
+        if known.size == 0 or np.all(known == known[0]):
             raise VlmsInputError(
                 f"{where}: covariate takes a single value; no hazard ratio can be estimated",
                 file=file,

@@ -2,6 +2,8 @@
 
 Reads only files that other commands wrote (never fits): ``tables/hr_comparison.json``,
 ``tables/prior_sensitivity.json``, ``tables/loo.json``, ``tables/cif_comparison.json``,
+``tables/multistate.json``, ``tables/imputation.json``, ``validation/multistate.json``,
+``validation/imputation.json``,
 ``audit.json``, ``calibration.json``, ``fits/*.nc`` with ``fits/*.summary.csv`` (diagnostics
 status) and the PNGs in ``figures/``.
 A missing input becomes a visible "not available: run ..." line. Images are embedded as base64
@@ -13,18 +15,18 @@ holds summaries (hazard ratios, curves, counts) only.
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from analysis.core.atomic import write_text
+from analysis.reporting.html_parts import Inputs, esc, image, missing, table
+from analysis.reporting.imputation_section import section_imputation
+from analysis.reporting.multistate_section import section_multistate
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:0;
@@ -43,57 +45,6 @@ img{max-width:100%;height:auto;border:1px solid #ddd;background:#fff;margin:6px 
 figure{margin:12px 0}figcaption{font-size:.88em;color:#444}
 details{margin:8px 0}summary{cursor:pointer;font-weight:600}
 """
-
-
-@dataclass
-class Inputs:
-    """Paths of everything the page reads, relative to the reports directory."""
-
-    root: Path
-
-    def path(self, rel: str) -> Path:
-        return self.root / rel
-
-    def json(self, rel: str) -> Any | None:
-        p = self.path(rel)
-        if not p.is_file():
-            return None
-        try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-
-
-def esc(value: Any) -> str:
-    """HTML-escaped text of any value."""
-    return html.escape(str(value), quote=True)
-
-
-def missing(what: str, command: str) -> str:
-    """The visible placeholder for an absent input."""
-    return f'<p class="missing">Not available: {esc(what)}. Run <code>{esc(command)}</code>.</p>'
-
-
-def image(inputs: Inputs, rel: str, alt: str, caption: str = "", command: str = "") -> str:
-    """An embedded PNG (base64 data URI) with a caption, or the missing placeholder."""
-    p = inputs.path(rel)
-    if not p.is_file():
-        return missing(f"figure {rel}", command or "vlms compare")
-    data = base64.b64encode(p.read_bytes()).decode("ascii")
-    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">{cap}</figure>'
-
-
-def table(
-    header: list[str], rows: list[list[Any]], bad: list[bool] | None = None, flag: str = "bad"
-) -> str:
-    """An HTML table; rows flagged in ``bad`` get the CSS class ``flag`` (red for "bad")."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = []
-    for i, r in enumerate(rows):
-        cls = f' class="{flag}"' if bad and bad[i] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _f(v: Any, digits: int = 2) -> str:
@@ -172,7 +123,8 @@ def section_survival(inputs: Inputs) -> str:
                 inputs,
                 "figures/fig1_recurrence_dss.png",
                 "Figure 1 redrawn",
-                "Figure 1 of the paper redrawn, with posterior bands where a model exists.",
+                "Figure 1 of the paper redrawn, with posterior bands where a model exists (its "
+                "panel C, DSS by recurrence type, is in section 2b beside the multi-state model).",
             ),
             image(
                 inputs,
@@ -220,14 +172,14 @@ def cif_table(inputs: Inputs) -> str:
         head,
         f"<p>Posterior median ({esc(result['interval'])} credible interval) of each "
         "competing-risk fit's cumulative incidence, averaged over its patients' covariates, "
-        "against the Aalen-Johansen estimate (95% CI) on the same complete-case patients. "
+        "against the Aalen-Johansen estimate (95% CI) on the same patients (those the fit used). "
         "Difference: posterior median minus Aalen-Johansen. Few patients are still followed at "
         "10 years ('at risk'), so the Aalen-Johansen value there rests on few patients.</p>",
     ]
     for f in result["fits"]:
         parts.append(
             f'<p class="note">{esc(f["fit"])}: {esc(f["n"])} of {esc(f["n_subset"])} patients '
-            "(complete covariates).</p>"
+            "used.</p>"
         )
     for sk in result["skipped"]:
         parts.append(f'<p class="missing">{esc(sk["fit"])} skipped: {esc(sk["reason"])}.</p>')
@@ -588,6 +540,8 @@ def build_html(root: Path, status: Callable[[Inputs], list[dict[str, Any]]] = fi
         what_was_done(inputs),
         section_comparison(inputs),
         section_survival(inputs),
+        section_multistate(inputs),
+        section_imputation(inputs),
         section_sensitivity(inputs),
         section_loo(inputs),
         section_audit(inputs),
@@ -607,11 +561,11 @@ def build_html(root: Path, status: Callable[[Inputs], list[dict[str, Any]]] = fi
 def draw_figures(out_dir: Path, cohort: Path) -> list[Path]:
     """Draw the report's figures from saved files: the cohort, the saved fits and the comparison
     table (figures that need a missing input are left out; the page says how to make them)."""
-    import json
 
     from analysis import cohort as ch
     from analysis.inference.fits_io import load_fits
     from analysis.inference.registry import REGISTRY
+    from analysis.reporting.multistate_section import multistate_figures
     from analysis.reporting.panels import forest_from_json, make_figures
 
     figs = out_dir / "figures"
@@ -622,7 +576,9 @@ def draw_figures(out_dir: Path, cohort: Path) -> list[Path]:
         drawn.append(forest_from_json(rows, figs / "forest_hr.png"))
     if cohort.is_file():
         fits = load_fits(out_dir / "fits", [s.name for s in REGISTRY])
-        drawn += make_figures(ch.load_cohort(cohort), fits, figs)
+        df = ch.load_cohort(cohort)
+        drawn += make_figures(df, fits, figs)
+        drawn += multistate_figures(df, out_dir / "fits", figs)
     return drawn
 
 

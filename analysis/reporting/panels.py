@@ -73,7 +73,8 @@ def make_figures(df: pd.DataFrame, fits: dict[str, Any], figs: Path) -> list[Pat
     """The report's survival, CIF and prior/posterior figures from the cohort and saved fits."""
 
     written = []
-    # Figure 1: recurrence by type, DSS overall, DSS by recurrence type
+    # Figure 1: recurrence by type, DSS overall. The paper's panel C (DSS from surgery by the
+    # later recurrence type) moved to the multi-state section (reporting/multistate_section.py)
     rt, re_ = ch.rfs(df)
     rec = df["recurrence"].to_numpy()
     recurred = re_ > 0
@@ -85,11 +86,6 @@ def make_figures(df: pd.DataFrame, fits: dict[str, Any], figs: Path) -> list[Pat
     dt, de = ch.dss(df)
     overall = find_fit("dss", "all", ())
     bands_b = [_band(fits[overall], "all", "all")] if overall in fits else []
-    groups_c = [
-        _km_group(k.replace("_", " and "), dt[rec == k], de[rec == k])
-        for k in ("none", "local", "distant", "local_distant")
-        if np.any(rec == k)
-    ]
     panels = [
         Panel(
             "A. Time to recurrence by type (patients who recurred)",
@@ -104,19 +100,13 @@ def make_figures(df: pd.DataFrame, fits: dict[str, Any], figs: Path) -> list[Pat
             bands_b,
             note="" if bands_b else "no saved posterior fit",
         ),
-        Panel(
-            "C. Disease-specific survival by recurrence type",
-            "disease-specific survival",
-            groups_c,
-            note="no posterior: recurrence is an intermediate event",
-        ),
     ]
     radiation = find_fit("dss", "all", ("radiation",))
     if radiation in fits:
         x = ch.radiation_any(df)
         panels.append(
             Panel(
-                "D. Disease-specific survival by radiation (surgery plus radiation)",
+                "C. Disease-specific survival by radiation (surgery plus radiation)",
                 "disease-specific survival",
                 [
                     _km_group("no radiation", dt[x == 0], de[x == 0]),
@@ -161,11 +151,11 @@ def make_figures(df: pd.DataFrame, fits: dict[str, Any], figs: Path) -> list[Pat
 
 def _cif_figure(df: pd.DataFrame, fits: dict[str, Any], path: Path) -> Path:
     """Aalen-Johansen against the posterior CIF of each saved competing-risk fit, on the fit's
-    own patients (its subset and complete cases); the whole cohort if none is saved."""
+    own patients (those it used); the whole cohort if none is saved."""
 
     panels = []
     for p in competing_patients(df, list(fits)):
-        title = f"{p.fit}: {p.time.size} of {p.n_subset} patients (complete covariates)"
+        title = f"{p.fit}: {p.time.size} of {p.n_subset} patients used"
         panels.append(CifPanel(title, _cif_curves(p.time, p.codes, p.cause_names, fits[p.fit])))
     if not panels:
         t, cause = ch.first_recurrence(df)

@@ -85,4 +85,6 @@ def test_accepted_alike(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "cause 2" not in out
     fit_in = load_csv_input(_fit_args(argv))
     assert fit_in.table.notes()[0] == note and fit_in.table.causes == (1, 3)
+    # fit's default --missing impute cannot impute a numeric x: it drops and says why
+    assert fit_in.table.not_imputable == ("x",) and "not 0/1" in fit_in.table.notes()[1]
     assert fit_in.times.tolist() == [0.0, 2.0]

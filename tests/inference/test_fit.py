@@ -49,11 +49,20 @@ def test_csv_fit_writes_json_and_netcdf(tmp_path: Path) -> None:
     status = main(args)
     doc = json.loads(out_json.read_text())
     assert status == (0 if doc["diagnostics"]["meets_bar"] else 3)  # 3: bar missed after remedies
-    assert doc["n"] == 118 and doc["n_dropped"] == 2
-    assert doc["events"] == int(pd.read_csv(csv).dropna()["status"].sum())
+    assert doc["n"] == 120 and doc["n_dropped"] == 0  # the default imputes a (binary)
+    assert doc["missing_covariates"] == {
+        "missing": "impute",
+        "rows_used": 120,
+        "rows_dropped": 0,
+        "values_imputed": {"a": 2, "b": 0},
+    }
+    assert doc["events"] == int(pd.read_csv(csv)["status"].sum())
     import arviz as az
 
-    beta = az.from_netcdf(str(out_nc)).posterior["beta"]
+    post = az.from_netcdf(str(out_nc)).posterior
+    assert post.attrs["model_kind"] == "pem_imputed"
+    assert post["p_missing_is_1"].sizes["missing_value"] == 2
+    beta = post["beta"]
     for name in ("a", "b"):  # the JSON summarises the draws saved in the NetCDF, per covariate
         block, b = doc["covariates"][name], beta.sel(covariate=name).values.ravel()
         assert block["prob_hr_gt_1"] == pytest.approx(np.mean(b > 0), abs=1e-12)
@@ -63,6 +72,23 @@ def test_csv_fit_writes_json_and_netcdf(tmp_path: Path) -> None:
         assert block["log_hr_sd"] == pytest.approx(np.std(b, ddof=1), rel=1e-9)
     assert doc["covariates"]["a"]["prob_hr_gt_1"] > 0.9  # true HR exp(0.6)
     assert set(doc["diagnostics"]) >= {"max_rhat", "min_ess_bulk", "min_ess_tail", "divergences"}
+
+
+def test_missing_drop_fits_complete_cases(tmp_path: Path) -> None:
+    """``--missing drop``: the complete cases, counted (checked without sampling)."""
+    from analysis.cli import build_parser
+    from analysis.inference.fit_command import load_csv_input
+
+    csv = _write_csv(tmp_path / "d.csv")
+    base = ["fit", "--data", str(csv), "--time", "months", "--event", "status"]
+    base += ["--covariates", "a,b"]
+    dropped = load_csv_input(build_parser().parse_args([*base, "--missing", "drop"]))
+    assert dropped.missing == "drop" and dropped.table.n_dropped == 2
+    assert np.isfinite(dropped.table.covariates["a"]).all()
+    kept = load_csv_input(build_parser().parse_args(base))
+    assert kept.missing == "impute" and kept.table.n_dropped == 0
+    assert kept.table.imputed == {"a": 2} and kept.table.not_imputable == ()  # b is not 0/1
+    assert np.isnan(kept.table.covariates["a"]).sum() == 2
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +193,11 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "text covariate": (["--data", variant("tc", "b", 5, "high"), *base], "not a number"),
         "constant covariate": (["--data", str(tmp / "constant.csv"), *base], "single value"),
         "no events": (["--data", str(tmp / "no_events.csv"), *base], "no events"),
-        "all rows dropped": (["--data", str(tmp / "all_missing.csv"), *base], "every row"),
+        "all rows dropped": (
+            ["--data", str(tmp / "all_missing.csv"), *base, "--missing", "drop"],
+            "every row",
+        ),
+        "all values missing": (["--data", str(tmp / "all_missing.csv"), *base], "single value"),
         "semicolons": (
             ["--data", str(tmp / "semicolon.csv"), "--time", "months", "--event", "status"],
             "semicolon",

@@ -41,7 +41,7 @@ def clean_fit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("own")
     csv = write_cohort(root / "mine.csv")
     args = ["fit", "--data", str(csv), "--time", "months", "--event", "status"]
-    args += ["--covariates", "arm,year", "--times", "0,12,24", *CLEAN]
+    args += ["--covariates", "arm,year", "--times", "0,12,24", "--missing", "drop", *CLEAN]
     args += ["--json", str(root / "r.json"), "--out", str(root / "r.nc")]
     return {"root": root, "csv": csv, "args": args}
 
