@@ -291,6 +291,20 @@ COX_OPTIONS: dict[str, float] = {"precision": 1e-24, "r_precision": 0.0, "max_st
 """Newton-Raphson to convergence (lifelines' defaults stop early; see analysis' Cox wrapper)."""
 
 
+def estimable_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns a Cox model can estimate together: in order, each column that is not
+    constant and not a linear combination of the baseline and the columns kept before it
+    (e.g. the last level of a one-hot block whose reference level nobody has)."""
+    kept: list[str] = []
+    basis = np.ones((len(frame), 1))
+    for c in frame.columns:
+        trial = np.hstack([basis, frame[[c]].to_numpy(float)])
+        if np.linalg.matrix_rank(trial) > np.linalg.matrix_rank(basis):
+            kept.append(c)
+            basis = trial
+    return kept
+
+
 def transition_cox(
     ill_time: np.ndarray,
     ill_mark: np.ndarray,
@@ -311,12 +325,14 @@ def transition_cox(
     ``x``. Out of ``ill``: time since the illness, the other deaths censored; covariates ``x``
     and the type indicators (first mark the reference), then indicators of the illness-time
     groups cut at ``entry_cuts`` (right-closed; the first group the reference). A transition
-    without events, or a
-    covariate constant among those at risk, gives NaN. Returns one row per (transition,
+    without events, a covariate constant among those at risk or collinear with the ones before
+    it (:func:`estimable_columns`), or a Cox fit without a finite maximum (separation) gives
+    NaN. Returns one row per (transition,
     covariate): ``transition`` (index), ``covariate`` (name), ``covariate_index`` (position among
     the baseline covariates, the type and the group indicators), ``hr``, ``lower``, ``upper``.
     """
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
 
     mark = np.asarray(ill_mark, int)
     ill = mark >= 0
@@ -353,12 +369,19 @@ def transition_cox(
     for index, (time, event, cov, cov_names, keep) in enumerate(cases):
         keep = np.ones(exit_t.size, bool) if keep is None else keep
         frame = pd.DataFrame(cov[keep], columns=list(cov_names))
-        varying = [c for c in frame.columns if frame[c].nunique() > 1]
+        varying = estimable_columns(frame)
         estimates = {c: (np.nan, np.nan, np.nan) for c in cov_names}
+        summary = None
         if event[keep].sum() > 0 and varying:
             frame = frame[varying].assign(_time=time[keep], _event=event[keep])
-            cph = CoxPHFitter(alpha=alpha).fit(frame, "_time", "_event", fit_options=COX_OPTIONS)
-            summary = cph.summary
+            try:
+                cph = CoxPHFitter(alpha=alpha).fit(
+                    frame, "_time", "_event", fit_options=COX_OPTIONS
+                )
+                summary = cph.summary
+            except (ConvergenceError, np.linalg.LinAlgError):
+                summary = None  # separation: no finite maximum; reported as not estimable
+        if summary is not None:
             for c in varying:
                 estimates[c] = tuple(
                     float(np.exp(summary.loc[c, col]))

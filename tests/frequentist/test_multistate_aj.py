@@ -238,3 +238,36 @@ def test_transition_cox_with_illness_time_groups():
     late = next(r for r in rows if r["transition"] == 3 and r["covariate_index"] == 3)
     assert late["covariate"] == "illness after 24"
     assert late["lower"] < 0.4 < late["upper"] < 0.8
+
+
+def test_transition_cox_drops_a_group_block_collinear_with_the_baseline():
+    """Groups cut at 0 and 24: every illness time is > 0, so nobody is in the reference group
+    and the two indicators sum to 1. The second is left out (NaN) instead of a singular fit."""
+    truth = sim.vlms_like_truth()
+    paths = sim.simulate_paths(truth, 600, seed=53)
+    rows = aj.transition_cox(
+        paths.ill_time,
+        paths.ill_mark,
+        paths.exit_time,
+        paths.death,
+        paths.x,
+        covariate_names=["size"],
+        mark_names=list(truth.marks),
+        n_deaths=2,
+        entry_cuts=(0.0, 24.0),
+    )
+    after = [r for r in rows if r["transition"] >= 3]
+    first = [r for r in after if r["covariate"] == "illness after 0"]
+    second = [r for r in after if r["covariate"] == "illness after 24"]
+    assert first and all(np.isfinite(r["hr"]) for r in first)
+    assert second and all(np.isnan(r["hr"]) for r in second)
+    assert all(np.isfinite(r["hr"]) for r in after if r["covariate"] == "size")
+
+
+def test_estimable_columns_keeps_what_the_baseline_does_not_explain():
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [0, 1, 0, 1], "g1": [1, 1, 0, 0], "g2": [0, 0, 1, 1]})
+    assert aj.estimable_columns(frame) == ["x", "g1"]  # g2 = 1 - g1
+    assert aj.estimable_columns(frame.assign(c=2.0)) == ["x", "g1"]  # constant
+    assert aj.estimable_columns(frame[["g2", "x"]]) == ["g2", "x"]
