@@ -78,7 +78,16 @@ def test_quantities_match_the_reference_estimators(truth) -> None:
         t, e, {m: tma[m].to_numpy(float) for m in ("beta_catenin", "igf1r")}, term_lr=False
     )
     assert q["dss_two_marker.igf1r"] == pytest.approx(fit.terms["igf1r"].hr, rel=1e-6)
-    assert 0.0 <= q["cif_distant_24m"] <= 1.0
+    # distant first recurrence (types 2 and 3) against lifelines' Aalen-Johansen, with local
+    # first recurrence the competing event
+    from lifelines import AalenJohansenFitter
+
+    time_, cause = ch.first_recurrence(df)
+    grouped = np.where(np.isin(cause, (2, 3)), 1, np.where(cause > 0, 2, 0))
+    ajf = AalenJohansenFitter(calculate_variance=False).fit(time_, grouped, event_of_interest=1)
+    expected = float(ajf.cumulative_density_.iloc[:, 0].asof(24.0))
+    assert 0.0 < expected < 1.0
+    assert q["cif_distant_24m"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_interval_and_coverage() -> None:
