@@ -81,14 +81,15 @@ def clinical():
     names, _ = kind.predictors(data)
     imputed = [c for c, n in data.values_missing().items() if n]
     dims = ("chain", "draw")
+    k, p, m, j = len(causes), len(covs), len(imputed), len(data.cuts)  # shapes of the cohort
     post = xr.Dataset(
         {
-            "log_h0": ((*dims, "cause", "interval"), rng.normal(-5, 0.5, (1, 6, 3, 8))),
-            "beta": ((*dims, "covariate", "cause"), rng.normal(0, 0.7, (1, 6, 5, 3))),
-            "imputation_alpha": ((*dims, "imputed_covariate"), rng.normal(0, 1, (1, 6, 2))),
+            "log_h0": ((*dims, "cause", "interval"), rng.normal(-5, 0.5, (1, 6, k, j))),
+            "beta": ((*dims, "covariate", "cause"), rng.normal(0, 0.7, (1, 6, p, k))),
+            "imputation_alpha": ((*dims, "imputed_covariate"), rng.normal(0, 1, (1, 6, m))),
             "imputation_gamma": (
                 (*dims, "predictor", "imputed_covariate"),
-                rng.normal(0, 1, (1, 6, len(names), 2)),
+                rng.normal(0, 1, (1, 6, len(names), m)),
             ),
         },
         coords={
