@@ -130,7 +130,7 @@ def test_markdown_table_has_one_line_per_hr() -> None:
     md = compare.comparison_markdown(rows, {"cohort": "x.csv", "n": 63})
     table_lines = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table_lines) == 1 + len(compare.HR_TARGETS)
-    assert "SYNTHETIC" in md and "not modelled" in md
+    assert "SYNTHETIC" in md and "not modelled" in md and "by construction" in md
 
 
 def test_fit_priors_are_read_from_the_saved_attributes() -> None:
