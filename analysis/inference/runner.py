@@ -120,7 +120,7 @@ def registry_jobs(
         if spec.name in skip:
             continue
         for r, member in (members or {}).items():
-            data = spec_data(spec, member)
+            data = spec_data(spec, member, all_causes=True)
             check_spec_data(spec, data, f"{ensemble_source} (reconstruction {r})")
             jobs.append(FitJob(member_key(spec.name, r), spec.builder, data, spec.priors))
     return jobs

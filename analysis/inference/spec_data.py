@@ -39,12 +39,13 @@ SUBSETS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
 }
 
 
-def spec_data(spec: FitSpec, df: pd.DataFrame, *, all_causes: bool = True) -> FitData:
+def spec_data(spec: FitSpec, df: pd.DataFrame, *, all_causes: bool = False) -> FitData:
     """The FitData of a registry entry on the cohort frame ``df``.
 
-    Competing risks: every cause of ``analysis.cohort.CAUSES`` (``all_causes``; a cause without
+    Competing risks: only the causes with events (the cohort's registry fits), or every cause of
+    ``analysis.cohort.CAUSES`` (``all_causes``, the ensemble's member fits: a cause without
     events is estimated from its prior and the pooling across causes, so every cohort of an
-    ensemble has one model structure), or only the causes with events.
+    ensemble has one model structure).
     """
     sub = df.loc[SUBSETS[spec.subset](df)].reset_index(drop=True)
     t, e = ENDPOINTS[spec.endpoint](sub)

@@ -36,7 +36,8 @@ def _jobs(names: list[str], cohorts: int = 1, seed: int = 0) -> list[FitJob]:
         df = validate_cohort(make_cohort_frame(n=63, seed=seed + c), "x")
         for name in names:
             spec = SPECS[name]
-            out.append(FitJob(f"{name}@{c}", spec.builder, spec_data(spec, df), spec.priors))
+            data = spec_data(spec, df, all_causes=True)  # as the member fits: one structure
+            out.append(FitJob(f"{name}@{c}", spec.builder, data, spec.priors))
     return out
 
 
