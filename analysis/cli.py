@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import importlib
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -193,14 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--draws",
         type=int,
-        default=1000,
-        help="kept draws per chain (default: %(default)s); raise it if ESS is below 400",
+        help="kept draws per chain (default: --data and the registry's cohort fits 1000; "
+        "ensemble and prior sensitivity fits: by model kind, as many as "
+        "the bar needs); raise it if ESS is below 400",
     )
     p.add_argument(
         "--tune",
         type=int,
-        default=1000,
-        help="warm-up draws per chain (default: %(default)s); raise it if R-hat > 1.01",
+        help="warm-up draws per chain (default: --data and the registry's cohort fits 1000; "
+        "ensemble and prior sensitivity fits 300); raise it if "
+        "R-hat > 1.01",
     )
     p.add_argument(
         "--chains",
@@ -248,6 +251,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="registry: the cohort file (default: the project's data/cohort.csv)",
     )
     p.add_argument(
+        "--ensemble",
+        type=Path,
+        help="registry: also fit the complete-case models on every member of this ensemble "
+        "(cohorts stacked with a reconstruction column; imputed and multi-state fits stay on "
+        "the cohort; default: data/cohorts.csv when it exists and --cohort is the default)",
+    )
+    p.add_argument(
+        "--no-ensemble",
+        action="store_true",
+        help="registry: the cohort only (default: the ensemble too, when there is one)",
+    )
+    p.add_argument(
+        "--members",
+        type=int,
+        help="registry: fit the first N members only (default: all; for a quick look)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="registry: worker processes (default: %(default)s; 1: in this process)",
+    )
+    p.add_argument(
+        "--scheduler",
+        help="registry: address of a Dask distributed scheduler (default: none, local workers)",
+    )
+    p.add_argument(
         "--out-dir",
         type=Path,
         default=DEFAULT_REPORTS,
@@ -293,9 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "compare",
         "analysis.comparison.hazard_ratios:run_cli",
-        "Posterior hazard ratios against the published and frequentist ones.",
+        "Hazard ratios: published, prior + published, across the reconstruction ensemble, "
+        "selection-adjusted; prior sensitivity, CIF and LOO tables.",
     )
     p.add_argument("--cohort", type=Path, default=DEFAULT_COHORT)
+    p.add_argument(
+        "--ensemble",
+        type=Path,
+        help="ensemble for the members' Cox HRs (default: the file the saved fits came from)",
+    )
     p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED)
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -315,8 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add(
-        "validate", "analysis.validation.sbc:run_cli", "Simulation-based calibration of the models."
+        "validate",
+        "analysis.validation.validate_command:run_cli",
+        "Simulation-based calibration of the models and the simulation check of the "
+        "selection-adjusted model (reports/validation/).",
     )
+    p.add_argument("--parts", type=_csv_names, help="which checks: sbc,selection (default: both)")
     p.add_argument("--sims", type=int, default=200)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--scheduler", help="address of a Dask distributed scheduler")
@@ -369,6 +409,26 @@ def _resolve(handler: str) -> Callable[[argparse.Namespace], int] | None:
     return getattr(module, func_name, None)
 
 
+STAGE_LOG_ENV = "VLMS_STAGE_LOG"
+"""If set, every ``vlms`` command appends a JSON line (command, wall and CPU seconds, exit
+status) to this file (used by ``vlms bench`` to time the stages of ``make fit``)."""
+
+
+def _record_stage(command: str, wall: float, status: int) -> None:
+    import json
+    import os
+    import resource
+
+    path = os.environ.get(STAGE_LOG_ENV)
+    if not path:
+        return
+    usage = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    line = {"command": command, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "exit": status}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vlms``; returns the exit status.
 
@@ -415,6 +475,13 @@ def _exit_now(status: int) -> None:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    status = _dispatch(args)
+    _record_stage(args.command, time.perf_counter() - t0, status)
+    return status
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         handler = _resolve(args.handler)
         if handler is None:

@@ -345,3 +345,47 @@ def adjuvant_any(df: pd.DataFrame) -> np.ndarray:
 def r0r1_resection(df: pd.DataFrame) -> np.ndarray:
     """True where the margin is R0/R1 (macroscopically complete); False for R2 or unknown."""
     return (df["margin"] == "r0r1").to_numpy(bool)
+
+
+MEMBER_COLUMN = "reconstruction"
+"""Column of ``data/cohorts.csv`` numbering the ensemble's members 1..M."""
+
+
+def load_ensemble(path: str | Path, limit: int | None = None) -> dict[int, pd.DataFrame]:
+    """Read ``data/cohorts.csv``: cohorts in the schema stacked, told apart by ``reconstruction``
+    (whole numbers >= 1). Returns member number -> validated cohort frame, in member order
+    (``limit``: the first ``limit`` members only).
+
+    Raises
+    ------
+    VlmsInputError
+        A missing or non-integer ``reconstruction``, or any schema violation inside a member
+        (the row named is the file's row).
+    """
+    name = str(path)
+    raw = read_csv(path)
+    if MEMBER_COLUMN not in raw.columns:
+        raise VlmsInputError(
+            "required column missing from the header", file=name, column=MEMBER_COLUMN
+        )
+    numbers = []
+    for row, cell in enumerate(raw[MEMBER_COLUMN].tolist(), start=1):
+        text = "" if is_missing(cell) else str(cell).strip()
+        if not text.isdigit() or int(text) < 1:
+            raise VlmsInputError(
+                "must be a whole number >= 1", file=name, column=MEMBER_COLUMN, row=row
+            )
+        numbers.append(int(text))
+    member = np.asarray(numbers)
+    out: dict[int, pd.DataFrame] = {}
+    for r in sorted(set(numbers))[:limit]:
+        rows = np.flatnonzero(member == r)
+        part = raw.iloc[rows].drop(columns=[MEMBER_COLUMN]).reset_index(drop=True)
+        try:
+            out[r] = validate_cohort(part, name)
+        except VlmsInputError as exc:
+            row = None if exc.row is None else int(rows[exc.row - 1]) + 1
+            raise VlmsInputError(
+                f"reconstruction {r}: {exc.message}", file=name, column=exc.column, row=row
+            ) from None
+    return out

@@ -155,13 +155,28 @@ def model_data(data: SelectionData, settings: SelectionSettings) -> dict[str, np
     }
 
 
-def log_normal_cdf_below(x: pt.TensorVariable) -> pt.TensorVariable:
-    """``log Phi(x)`` through ``erfcx``: exact and stable for every ``x`` below about 20.
+FAR_TAIL = -20.0
+"""Below this ``x``, :func:`log_normal_cdf_below` uses the asymptotic series (``erfc`` keeps
+full relative precision down to about -37, the series is exact to ~1e-11 from -20 on)."""
 
-    ``Phi(x) = erfcx(-x / sqrt 2) / 2 * exp(-x^2 / 2)``; no branch, so the gradient is finite
-    far into the lower tail (where ``log(Phi)`` would underflow).
+
+def log_normal_cdf_below(x: pt.TensorVariable) -> pt.TensorVariable:
+    """``log Phi(x)``, exact and stable for every ``x``.
+
+    ``Phi(x) = erfc(-x / sqrt 2) / 2`` down to ``FAR_TAIL``; below it the Mills-ratio series
+    ``log Phi(x) = -x^2/2 - log(-x) - log(2 pi)/2 + log(1 - 1/x^2 + 3/x^4 - 15/x^6 + 105/x^8)``
+    (next term 945/x^10 < 1e-10). Each branch sees only inputs where it is finite, so value
+    and gradient are finite everywhere. Built from ``erfc`` rather than ``erfcx`` because
+    PyTensor's numba backend calls ``erfcx`` through a pointer into SciPy, which keeps the
+    compiled model out of the on-disk compile cache.
     """
-    return pt.log(pt.erfcx(-x / SQRT2) / 2.0) - x**2 / 2.0
+    near = pt.maximum(x, FAR_TAIL)
+    exact = pt.log(pt.erfc(-near / SQRT2) / 2.0)
+    far = pt.minimum(x, FAR_TAIL)
+    r = 1.0 / far**2
+    series = pt.log1p(r * (-1.0 + r * (3.0 + r * (-15.0 + 105.0 * r))))
+    asymptotic = -(far**2) / 2.0 - pt.log(-far) - 0.5 * math.log(2.0 * math.pi) + series
+    return pt.switch(x >= FAR_TAIL, exact, asymptotic)
 
 
 def log_prob_not_significant(

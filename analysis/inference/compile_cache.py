@@ -60,8 +60,9 @@ from analysis.core import interrupt
 from analysis.core.atomic import write_bytes
 
 CACHE_ENV = "VLMS_CACHE_DIR"
-FORMAT = 1
-"""Version of the entry layout; bump when it changes."""
+FORMAT = 2
+"""Version of the entry layout; bump when it changes (2: code holding addresses of the
+compiling process is no longer saved; entries of format 1 may hold such code)."""
 KEY_PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "llvmlite", "numpy")
 CHECK_RTOL = 1e-9
 """Relative tolerance of the load check (the same machine code on the same inputs agrees to
@@ -274,8 +275,25 @@ def _callback_state(cfunc: Any) -> dict[str, Any]:
     }
 
 
+def process_bound(compiled: Any) -> bool:
+    """Whether the compiled callbacks hold addresses valid in this process only (numba's
+    "dynamic globals": e.g. ``pt.erfcx``, which PyTensor's numba backend calls through a
+    pointer into SciPy's ``cython_special``). Such code crashes when loaded by another process,
+    so it is kept in memory but never saved (numba's own cache refuses it for the same reason).
+    """
+    # a callback loaded from the cache (LoadedCallback) has no numba library: it was saved,
+    # so it was checked then
+    return any(
+        getattr(getattr(func, "_library", None), "has_dynamic_globals", False)
+        for func in (compiled.compiled_logp_func, compiled.compiled_expand_func)
+    )
+
+
 def _save(path: Path, compiled: Any, digest: str) -> None:
-    """Write the entry atomically; a failure to write only costs the next run a compile."""
+    """Write the entry atomically; a failure to write only costs the next run a compile. Code
+    bound to this process (:func:`process_bound`) is not written."""
+    if process_bound(compiled):
+        return
     try:
         state = {
             "format": FORMAT,

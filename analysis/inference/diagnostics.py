@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
 import arviz as az  # noqa: E402
@@ -44,6 +45,11 @@ MAX_RANK_PANELS = 8
 def load_fit(path: str | Path) -> Any:
     """Read a saved fit (``reports/fits/<name>.nc``) as InferenceData."""
     return az.from_netcdf(str(path))
+
+
+def make_idata(**groups: Any) -> Any:
+    """An ArviZ InferenceData from xarray datasets (``posterior=...``, ``sample_stats=...``)."""
+    return az.InferenceData(**groups)
 
 
 def summarize(idata: Any, var_names: list[str] | None = None, *, jit: bool = True) -> pd.DataFrame:
@@ -97,6 +103,160 @@ def _flatten(post: Any) -> dict[str, np.ndarray]:
             label = ", ".join(str(c[i]) for c, i in zip(coords, idx, strict=True))
             out[f"{name}[{label}]"] = values[(slice(None), *idx)]
     return out
+
+
+def convergence(post: Any) -> dict[str, Any]:
+    """R-hat (rank-normalised), bulk and tail ESS and sd of every element of a posterior
+    dataset (dims ``chain``, ``draw`` and any others, e.g. a ``fit`` or ``reconstruction`` dim:
+    each element is a quantity of its own). Returns datasets keyed ``rhat``, ``ess_bulk``,
+    ``ess_tail``, ``sd`` with the non-sample dims.
+
+    The values are ArviZ's (``az.rhat(method="rank")``, ``az.ess(method="bulk"/"tail")``,
+    Vehtari et al. 2021), computed by :func:`rank_diagnostics` for all elements at once: ArviZ
+    loops over the elements in Python, about 8 s for a batch of 16 competing-risk fits
+    (2,300 elements), against well under a second here. Tested equal to ArviZ.
+    """
+    out: dict[str, Any] = {k: {} for k in ("rhat", "ess_bulk", "ess_tail")}
+    for name, da in post.data_vars.items():
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        values = da.transpose("chain", "draw", *extra).values.astype(float)
+        flat = values.reshape(values.shape[0], values.shape[1], -1)
+        diag = rank_diagnostics(flat)
+        coords = {d: da.coords[d] for d in extra if d in da.coords}
+        for key, v in diag.items():
+            out[key][name] = xr.DataArray(v.reshape(values.shape[2:]), dims=extra, coords=coords)
+    result = {k: xr.Dataset(v) for k, v in out.items()}
+    result["sd"] = post.std(dim=("chain", "draw"))
+    return result
+
+
+def rank_diagnostics(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS of every column of ``values``
+    (chain, draw, element), with ArviZ's definitions (``arviz.stats.diagnostics``: ``_rhat_rank``,
+    ``_ess_bulk``, ``_ess_tail``), vectorised over the elements."""
+    x = np.moveaxis(np.asarray(values, float), 2, 0)  # (element, chain, draw)
+    split = _split_chains(x)
+    folded = np.abs(split - np.median(split.reshape(split.shape[0], -1), axis=1)[:, None, None])
+    rhat = np.maximum(_rhat(_z_scale(split)), _rhat(_z_scale(folded)))
+    bulk = _ess(_z_scale(split))
+    flat = x.reshape(x.shape[0], -1)
+    tails = []
+    for prob in (0.05, 0.95):
+        q = np.quantile(flat, prob, axis=1)  # type 7, as ArviZ's mquantiles(1, 1)
+        tails.append(_ess(_split_chains((x <= q[:, None, None]).astype(float))))
+    return {"rhat": rhat, "ess_bulk": bulk, "ess_tail": np.minimum(*tails)}
+
+
+def _split_chains(x: np.ndarray) -> np.ndarray:
+    half = x.shape[2] // 2
+    return np.concatenate([x[:, :, :half], x[:, :, -half:]], axis=1)
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Normal scores of the ranks (average ranks for ties, Blom's offset 3/8) per element.
+
+    Without ties an element's ranks are a permutation of 1..N, so its scores are a lookup in
+    one table of N normal quantiles; elements with ties get scipy's average ranks."""
+    from scipy import stats
+
+    flat = x.reshape(x.shape[0], -1)
+    n_el, size = flat.shape
+    order = np.argsort(flat, axis=1)
+    ordered = np.take_along_axis(flat, order, axis=1)
+    table = stats.norm.ppf((np.arange(1, size + 1) - 3 / 8) / (size + 1 / 4))
+    z = np.empty_like(flat)
+    np.put_along_axis(z, order, np.broadcast_to(table, (n_el, size)), axis=1)
+    ties = (np.diff(ordered, axis=1) == 0).any(axis=1)
+    if ties.any():
+        ranks = stats.rankdata(flat[ties], method="average", axis=1)
+        z[ties] = stats.norm.ppf((ranks - 3 / 8) / (size + 1 / 4))
+    return z.reshape(x.shape)
+
+
+def _rhat(x: np.ndarray) -> np.ndarray:
+    n = x.shape[2]
+    between = n * np.var(x.mean(axis=2), axis=1, ddof=1)
+    within = np.mean(np.var(x, axis=2, ddof=1), axis=1)
+    return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess(x: np.ndarray) -> np.ndarray:
+    """ESS of each element of ``x`` (element, chain, draw): ArviZ's ``_ess`` (autocovariance by
+    FFT, Geyer's initial positive then monotone sequence), vectorised."""
+    from scipy.fft import next_fast_len
+
+    n_el, m, n = x.shape
+    centred = x - x.mean(axis=2, keepdims=True)
+    size = next_fast_len(2 * n)
+    f = np.fft.rfft(centred, n=size, axis=2)
+    acov = np.fft.irfft(f * np.conjugate(f), n=size, axis=2)[:, :, :n] / n
+    mean_var = acov[:, :, 0].mean(axis=1) * n / (n - 1.0)
+    var_plus = mean_var * (n - 1.0) / n
+    if m > 1:
+        var_plus = var_plus + np.var(x.mean(axis=2), axis=1, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = 1.0 - (mean_var[:, None] - acov.mean(axis=1)) / var_plus[:, None]
+    rho[:, 0] = 1.0
+    # pairs (2j, 2j + 1); ArviZ computes pairs 1..j_max while the previous pair sum is > 0
+    n_pairs = len(range(1, n - 3, 2)) + 1
+    pairs = rho[:, : 2 * n_pairs].reshape(n_el, n_pairs, 2)
+    sums = pairs.sum(axis=2)
+    stop = sums[:, 1:] <= 0
+    last = np.where(stop.any(axis=1), stop.argmax(axis=1) + 1, n_pairs - 1)  # j*
+    index = np.arange(n_pairs)[None, :]
+    kept = np.where(index < last[:, None], np.minimum.accumulate(sums, axis=1), 0.0)
+    even = pairs[np.arange(n_el), last, 0]
+    assigned = sums[np.arange(n_el), last] >= 0
+    extra = np.where((even > 0) | assigned, even, 0.0)
+    tau = -1.0 + 2.0 * kept.sum(axis=1) + extra
+    tau = np.maximum(tau, 1.0 / np.log10(m * n))
+    ess = m * n / tau
+    ess = np.where(np.isnan(rho).any(axis=1), np.nan, ess)
+    constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < np.finfo(float).resolution
+    return np.where(constant, float(m * n), ess)
+
+
+def ess_of(draws: np.ndarray) -> tuple[float, float]:
+    """Bulk and tail ESS of one quantity's draws, an array (chain, draw) (ArviZ)."""
+    values = np.asarray(draws, float)
+    return float(az.ess(values, method="bulk")), float(az.ess(values, method="tail"))
+
+
+def rhat_of(draws: np.ndarray) -> float:
+    """Rank-normalised split R-hat of one quantity's draws, an array (chain, draw) (ArviZ)."""
+    return float(az.rhat(np.asarray(draws, float), method="rank"))
+
+
+def bar_from_convergence(conv: dict[str, Any], n_divergences: int) -> dict[str, Any]:
+    """The bar of one fit from :func:`convergence` arrays restricted to its own quantities.
+
+    Same rule as :func:`passes_bar`: quantities constant over the draws are exempt; every other
+    one needs R-hat <= 1.01 and bulk and tail ESS >= 400; no divergence. Returns ``ok``,
+    ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``divergences``, ``failing`` (labels).
+    """
+    rhats, bulks, tails, failing = [], [], [], []
+    for name in conv["rhat"].data_vars:
+        varying = np.asarray(conv["sd"][name]) > 0
+        r = np.asarray(conv["rhat"][name])[varying]
+        b = np.asarray(conv["ess_bulk"][name])[varying]
+        t = np.asarray(conv["ess_tail"][name])[varying]
+        if r.size == 0:
+            continue
+        rhats.append(np.max(r))
+        bulks.append(np.min(b))
+        tails.append(np.min(t))
+        bad = ~((r <= RHAT_MAX) & (b >= ESS_MIN) & (t >= ESS_MIN))
+        if bad.any():
+            failing.append(f"{name} ({int(bad.sum())} of {r.size})")
+    details = {
+        "max_rhat": float(max(rhats)) if rhats else float("nan"),
+        "min_ess_bulk": float(min(bulks)) if bulks else float("nan"),
+        "min_ess_tail": float(min(tails)) if tails else float("nan"),
+        "divergences": int(n_divergences),
+        "failing": failing,
+    }
+    details["ok"] = not failing and n_divergences == 0
+    return details
 
 
 def divergences(idata: Any) -> int:
@@ -307,6 +467,8 @@ def diagnose_dir(out_dir: Path, workers: int = 2) -> tuple[bool, str]:
     fits = sorted((Path(out_dir) / "fits").glob("*.nc"))
     results = fork_starmap(diagnose_fit, [(p, Path(out_dir) / "figures") for p in fits], workers)
     lines = bar_table(results)
+    members_ok, member_lines = ensemble_lines(Path(out_dir))
+    lines += member_lines
     lines += _prior_lines(results) + _timing_lines(Path(out_dir) / "fits" / "fit_log.csv")
     lines += [
         "",
@@ -314,7 +476,8 @@ def diagnose_dir(out_dir: Path, workers: int = 2) -> tuple[bool, str]:
         "`figures/energy_<model>.png`, `figures/prior_survival_<model>.png`.",
         "",
     ]
-    return bool(results) and all(r["ok"] for r in results), "\n".join(lines)
+    all_ok = bool(results) and all(r["ok"] for r in results) and members_ok
+    return all_ok, "\n".join(lines)
 
 
 def diagnose_one(path: Path, out_dir: Path) -> tuple[bool, str]:
@@ -379,6 +542,86 @@ def bar_table(results: list[dict[str, Any]]) -> list[str]:
     if not results:
         lines.append("| (no fits found) | | | | | | | | MISSED |")
     return lines + (["", *notes] if notes else [])
+
+
+def member_bars(nc_path: Path) -> pd.DataFrame:
+    """The bar of every member of a saved ensemble fit (``fits/ensemble/<name>.nc``): the
+    ``<name>.members.csv`` written with it when not older, else recomputed from its draws."""
+    csv = nc_path.with_suffix(".members.csv")
+    if csv.exists() and csv.stat().st_mtime >= nc_path.stat().st_mtime:
+        return pd.read_csv(csv)
+    idata = load_fit(nc_path)
+    post = idata.posterior
+    conv = convergence(post)
+    diverging = idata.sample_stats["diverging"].sum(dim=("chain", "draw"))
+    rows = []
+    for r in post["reconstruction"].values:
+        one = {k: v.sel(reconstruction=r) for k, v in conv.items()}
+        bar = bar_from_convergence(one, int(diverging.sel(reconstruction=r)))
+        rows.append(
+            {
+                "reconstruction": int(r),
+                **{k: bar[k] for k in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences")},
+                "bar_met": bar["ok"],
+                "failing": "; ".join(bar["failing"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ensemble_worst(out_dir: Path) -> list[dict[str, Any]]:
+    """Per model with saved ensemble fits: members, how many meet the bar, and the worst
+    R-hat, bulk and tail ESS over the members with the member that has it."""
+    out = []
+    for path in sorted((Path(out_dir) / "fits" / "ensemble").glob("*.nc")):
+        t = member_bars(path)
+        row: dict[str, Any] = {
+            "model": path.stem,
+            "members": len(t),
+            "meeting_bar": int(t["bar_met"].astype(bool).sum()),
+            "divergences": int(t["divergences"].sum()),
+            "refitted": int((t["attempt"] > 1).sum()) if "attempt" in t else 0,
+        }
+        for col, pick in (
+            ("max_rhat", "idxmax"),
+            ("min_ess_bulk", "idxmin"),
+            ("min_ess_tail", "idxmin"),
+        ):
+            worst = t.loc[getattr(t[col], pick)()]
+            row[col] = float(worst[col])
+            row[f"{col}_member"] = int(worst["reconstruction"])
+        out.append(row)
+    return out
+
+
+def ensemble_lines(out_dir: Path) -> tuple[bool, list[str]]:
+    """Markdown of the worst member per model of the reconstruction ensemble, and whether every
+    member of every model meets the bar (True when there is no ensemble)."""
+    rows = ensemble_worst(out_dir)
+    if not rows:
+        return True, []
+    lines = [
+        "",
+        "## Reconstruction ensemble: the worst member of each model",
+        "",
+        "Every member (one reconstructed cohort) is a fit of its own and must meet the bar on "
+        "every parameter; per model, the worst value over the members and which member it is "
+        "(`fits/ensemble/<model>.members.csv` has every member; 'refitted': members that met the "
+        "bar only on a later attempt with more draws). Imputed and multi-state fits are fitted "
+        "on the chosen cohort only and have no members.",
+        "",
+        "| model | members | meeting the bar | max R-hat (member) | min bulk ESS (member) | "
+        "min tail ESS (member) | divergences | refitted |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['members']} | {r['meeting_bar']} | {r['max_rhat']:.4f} "
+            f"({r['max_rhat_member']}) | {r['min_ess_bulk']:.0f} ({r['min_ess_bulk_member']}) | "
+            f"{r['min_ess_tail']:.0f} ({r['min_ess_tail_member']}) | {r['divergences']} | "
+            f"{r['refitted']} |"
+        )
+    return all(r["meeting_bar"] == r["members"] for r in rows), lines
 
 
 def _prior_lines(results: list[dict[str, Any]]) -> list[str]:

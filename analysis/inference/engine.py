@@ -322,7 +322,40 @@ def _finish(
     post = idata.posterior
     keep = stored_names(compiled.model)
     post = post[[v for v in keep if v in post]]
-    post = _relabel(post, data)
+    return _assemble(_relabel(post, data), idata.sample_stats, kind, data, keep_rows, with_loglik)
+
+
+def assemble_fit(
+    post: xr.Dataset,
+    sample_stats: xr.Dataset,
+    kind: str,
+    data: FitData,
+    priors: Priors,
+    settings: SamplerSettings,
+    attrs: dict[str, Any],
+) -> Any:
+    """The saved InferenceData of a fit whose draws were made elsewhere (a batch of a stacked
+    model, :mod:`analysis.inference.batches`): ``post`` already has its named dims (covariate,
+    interval, cause). Adds the derived quantities, the log-likelihood, observed and constant
+    data, draws from the prior (seed ``settings.seed``) and the attributes."""
+    idata = _assemble(post, sample_stats, KINDS[kind], data, keep_rows=True, with_loglik=True)
+    idata.add_groups({"prior": sample_prior(kind, data, priors, seed=settings.seed)})
+    _set_attrs(idata, data, priors, settings, kind, attrs)
+    return idata
+
+
+def _assemble(
+    post: xr.Dataset,
+    stats: xr.Dataset,
+    kind: Any,
+    data: FitData,
+    keep_rows: bool,
+    with_loglik: bool,
+) -> Any:
+    """InferenceData from named draws: derived quantities and the other groups (without patient
+    rows unless ``keep_rows``; the log-likelihood group when ``with_loglik``)."""
+    from analysis.inference.diagnostics import make_idata
+
     post = xr.merge([post, kind.derived(post, data)])
     n_cov = len(data.covariate_names)
     groups = {
@@ -332,8 +365,7 @@ def _finish(
     if not keep_rows:
         del groups["observed_data"]
         groups["constant_data"] = _aggregate_data(data, n_cov)
-    stats = idata.sample_stats
-    new = idata.__class__(posterior=post, sample_stats=stats)
+    new = make_idata(posterior=post, sample_stats=stats)
     new.add_groups(groups)
     if with_loglik:
         add_log_likelihood(new, kind.name, data)

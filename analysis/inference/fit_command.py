@@ -1,7 +1,12 @@
 """``vlms fit``: the registry of fits on the cohort, or one model on any CSV.
 
 Without ``--data``: every registered model (``analysis.inference.registry.REGISTRY``, or
-``--only`` names) on ``--cohort``, written to ``<out-dir>/fits/``. The registry entries carry
+``--only`` names) and the multi-state registry on ``--cohort``, and the models the stacked
+batches fit (complete-case PEM and competing risks) on every member of the reconstruction
+ensemble (``--ensemble``, by default ``data/cohorts.csv``), written to ``<out-dir>/fits/``
+(:mod:`analysis.inference.runner`). Imputed and multi-state fits are fitted on the cohort only
+(the log says so). Exit status 3 if a stacked fit still misses the sampling bar after every
+remedy. The registry entries carry
 their own cut points and priors, so ``--cuts``, ``--prior-sd`` and ``--prior-family`` apply to
 ``--data`` fits only.
 
@@ -44,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from analysis.core.errors import VlmsInputError
+from analysis.core.paths import project_path
 from analysis.core.survival_table import (
     EVENT_CODING,
     SurvivalTable,
@@ -51,6 +57,8 @@ from analysis.core.survival_table import (
     report_times,
 )
 
+DEFAULT_COHORT = "data/cohort.csv"
+DEFAULT_ENSEMBLE = "data/cohorts.csv"
 EXIT_BAR_MISSED = 3
 """Exit status of a ``--data`` fit that misses the sampling bar (its outputs say so too)."""
 MISSING_RULES = {
@@ -88,7 +96,8 @@ def _settings(args: argparse.Namespace, file: str) -> Any:
     from analysis.inference.engine import SamplerSettings
 
     for name in ("draws", "tune", "chains"):
-        if getattr(args, name) < 1:
+        value = getattr(args, name)
+        if value is not None and value < 1:
             raise VlmsInputError(f"--{name} must be at least 1", file=file)
     if getattr(args, "prior_sd", 1.0) is not None and not (
         math.isfinite(args.prior_sd) and args.prior_sd > 0
@@ -98,8 +107,8 @@ def _settings(args: argparse.Namespace, file: str) -> Any:
         raise VlmsInputError("--target-accept must be in [0.5, 1)", file=file)
     return SamplerSettings(
         sampler=args.sampler,
-        draws=args.draws,
-        tune=args.tune,
+        draws=args.draws or CSV_DRAWS,
+        tune=args.tune or CSV_DRAWS,
         chains=args.chains,
         seed=args.seed,
         target_accept=args.target_accept,
@@ -107,19 +116,52 @@ def _settings(args: argparse.Namespace, file: str) -> Any:
     )
 
 
+CSV_DRAWS = 1000
+"""Draws and warm-up iterations per chain of a ``--data`` fit and of the registry's cohort fits
+unless given (the stacked ensemble fits draw as many as the bar needs,
+:data:`analysis.inference.ensemble.DRAWS`)."""
+
 # --------------------------------------------------------------------------- registry
 
 
+def ensemble_path(args: argparse.Namespace) -> Path | None:
+    """The ensemble to fit: ``--ensemble``; by default ``data/cohorts.csv`` when it exists and
+    the cohort is the default reconstruction (a user's own ``--cohort`` has no ensemble)."""
+    if getattr(args, "no_ensemble", False):
+        return None
+    if getattr(args, "ensemble", None) is not None:
+        return Path(args.ensemble)
+    default = project_path(DEFAULT_ENSEMBLE)
+    if Path(args.cohort).resolve() == project_path(DEFAULT_COHORT).resolve() and default.is_file():
+        return default
+    return None
+
+
+def ensemble_skipped(args: argparse.Namespace) -> str:
+    """Why no ensemble is fitted, when the default one is expected but absent (else ``""``)."""
+    if getattr(args, "no_ensemble", False) or getattr(args, "ensemble", None) is not None:
+        return ""
+    default = project_path(DEFAULT_ENSEMBLE)
+    if Path(args.cohort).resolve() != project_path(DEFAULT_COHORT).resolve():
+        return ""
+    if default.is_file():
+        return ""
+    return (
+        f"ensemble skipped: {DEFAULT_ENSEMBLE} is missing (written by `vlms reconstruct`); "
+        "fitting the cohort only, and the comparison shows the single cohort's columns"
+    )
+
+
 def _run_registry(args: argparse.Namespace, settings: Any) -> int:
-    from analysis.cohort import load_cohort
+    from analysis.cohort import load_cohort, load_ensemble
+    from analysis.inference.ensemble import RunResult
     from analysis.inference.multistate_fit import (
         check_multistate_specs,
         multistate_specs,
         run_multistate_registry,
     )
     from analysis.inference.registry import MULTISTATE_REGISTRY, REGISTRY
-    from analysis.inference.runner import run_registry, write_fit_log
-    from analysis.inference.spec_data import check_spec_data, spec_data
+    from analysis.inference.runner import RegistryRun, registry_jobs, run_registry, write_fit_log
 
     start = time.perf_counter()
     specs = REGISTRY
@@ -133,30 +175,74 @@ def _run_registry(args: argparse.Namespace, settings: Any) -> int:
             )
         specs = [s for s in REGISTRY if s.name in args.only]
         ms_specs = multistate_specs(args.only)
+    if args.members is not None and args.members < 1:
+        raise VlmsInputError("--members must be at least 1")
     df = load_cohort(args.cohort)
-    for spec in specs:  # every input problem before any output, even a progress line
-        check_spec_data(spec, spec_data(spec, df), str(args.cohort))
+    ens = ensemble_path(args)
+    members = load_ensemble(ens, limit=args.members) if ens is not None else {}
+    # every input problem before any output, even a progress line
+    registry_jobs(specs, df, str(args.cohort), members, str(ens))
     check_multistate_specs(ms_specs, df, str(args.cohort))
+    skipped = ensemble_skipped(args)
+    if skipped:
+        _log(f"vlms fit: {skipped}")
     _log(
-        f"vlms fit: {len(specs) + len(ms_specs)} models on {args.cohort} ({settings.sampler}, "
-        f"seed {settings.seed})"
+        f"vlms fit: {len(specs) + len(ms_specs)} models on {args.cohort}"
+        + (f" and {len(members)} reconstructions of {ens}" if members else "")
+        + f" ({settings.sampler}, seed {settings.seed})"
     )
     out = Path(args.out_dir)
-    entries = (
-        run_registry(df, out, settings, specs, log=_log, source=str(args.cohort)) if specs else []
+    result = (
+        run_registry(
+            df,
+            out,
+            settings,
+            specs,
+            log=_log,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            source=str(args.cohort),
+            members=members,
+            ensemble_source=str(ens),
+            draws=args.draws,
+            tune=args.tune,
+        )
+        if specs
+        else RegistryRun([], RunResult({}, [], {}, 0.0), len(members))
     )
+    entries = list(result.entries)
     if ms_specs:
+        if members:
+            names = ", ".join(s.name for s in ms_specs)
+            _log(f"vlms fit: multi-state fits on the cohort only ({names})")
         entries += run_multistate_registry(
             df, out, settings, ms_specs, log=_log, source=str(args.cohort)
         )
         write_fit_log(entries, out / "fits")
-    total = time.perf_counter() - start
-    compile_s = sum(e.compile_seconds for e in entries)
-    sample_s = sum(e.sampling_seconds for e in entries)
+    run = result.run
+    cohort_compile = sum(e.compile_seconds for e in entries)
+    cohort_sample = sum(e.sampling_seconds for e in entries)
+    compile_s = sum(run.compile.values())
+    sample_s = sum(b["sampling_seconds"] for b in run.batches)
+    cpu_s = sum(b["sampling_cpu_seconds"] + b["bar_cpu_seconds"] for b in run.batches)
     _log(
-        f"vlms fit: {len(entries)} models in {total:.1f} s wall (compile {compile_s:.1f} s, "
-        f"sampling {sample_s:.1f} s); log in {Path(args.out_dir) / 'fits' / 'fit_log.csv'}"
+        f"vlms fit: {len(entries)} models on the cohort (compile {cohort_compile:.1f} s, "
+        f"sampling {cohort_sample:.1f} s; log in {out / 'fits' / 'fit_log.csv'})"
     )
+    _log(
+        f"vlms fit: {len(run.results)} stacked fits in {len(run.batches)} batches "
+        f"(compile or load {compile_s:.1f} s, sampling {run.seconds:.1f} s: {sample_s:.1f} s "
+        f"wall and {cpu_s:.1f} s CPU summed over batches, writing {run.write_seconds:.1f} s; "
+        f"log in {out / 'fits' / 'batch_log.csv'}); {time.perf_counter() - start:.1f} s wall"
+    )
+    failed = run.failed
+    if failed:
+        shown = ", ".join(failed[:8]) + (" ..." if len(failed) > 8 else "")
+        _log(
+            f"vlms fit: {len(failed)} fits still miss the sampling bar after every remedy "
+            f"({shown}); see fits/batch_log.csv and `vlms diagnose`"
+        )
+        return EXIT_BAR_MISSED
     return 0
 
 

@@ -1,12 +1,29 @@
-"""Fit the registry on a cohort: group fits by structure, compile each structure once, refit it
-with each fit's data, write ``reports/fits/<name>.nc``, ``.summary.csv`` and ``fit_log.csv``."""
+"""Fit the registry on the cohort, and on every member of the reconstruction ensemble with the
+prior sensitivity refits in batches of stacked models (:mod:`analysis.inference.ensemble`).
+
+Outputs (``<out_dir>/fits/``):
+
+* ``<name>.nc``, ``<name>.summary.csv``: each registry model on the cohort (``--cohort``),
+  fitted one by one, each structure compiled once (:func:`run_cohort_registry`), imputed fits
+  included;
+* ``fit_log.csv``: per registry model on the cohort, compile and sampling seconds, ESS per second;
+  ``batch_log.csv``: every stacked batch sampled (structure, size, seed, draws, timings);
+* ``prior_sensitivity.csv``: the Table 2 models under four log-HR priors
+  (:mod:`analysis.inference.sensitivity`);
+* ``ensemble/``, ``pooled/``: per model, the members' and the pooled posteriors
+  (:mod:`analysis.inference.ensemble_io`). The stacked model takes complete cases only: a model
+  whose fit imputes unknown covariates (``FitSpec.missing="impute"`` with unknowns in the data)
+  is fitted on the cohort only (:func:`cohort_only`), and so are the multi-state fits
+  (:mod:`analysis.inference.multistate_fit`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +32,7 @@ import pandas as pd
 
 from analysis.core.atomic import atomic_path, write_text
 from analysis.core.parallel import fork_starmap
+from analysis.inference.batches import FitJob
 from analysis.inference.data import FitData
 from analysis.inference.engine import (
     Compiled,
@@ -23,19 +41,25 @@ from analysis.inference.engine import (
     save_idata,
     structure_key,
 )
+from analysis.inference.ensemble import JobResult, RunResult, run_jobs
+from analysis.inference.ensemble_io import member_key, stack_members, write_members
 from analysis.inference.kinds import resolve_kind
 from analysis.inference.registry import REGISTRY, FitSpec
+from analysis.inference.sensitivity import TABLE2_FITS, sensitivity_jobs, sensitivity_table
 from analysis.inference.spec_data import check_spec_data, spec_data
+
+STACKED_KINDS = ("pem", "competing")
+"""Model kinds the stacked batches fit (complete cases; models/stacked.py)."""
 
 
 def spec_seed(base_seed: int, name: str) -> int:
-    """A per-model seed: stable under adding or reordering registry entries."""
+    """A per-name seed: stable under adding or reordering registry entries."""
     return (int(base_seed) + zlib.crc32(name.encode())) % (2**31 - 1)
 
 
 @dataclass
 class LogEntry:
-    """One line of the fit log."""
+    """One line of the fit log (a registry model on the cohort)."""
 
     name: str
     structure: str
@@ -49,7 +73,121 @@ class LogEntry:
     divergences: int
 
 
+@dataclass
+class RegistryRun:
+    """What ``vlms fit`` did: the cohort's fit log, the stacked run (members and prior
+    sensitivity), the ensemble size and the models fitted on the cohort only."""
+
+    entries: list[LogEntry]
+    run: RunResult
+    members: int
+    cohort_only: list[str] = field(default_factory=list)
+
+
+def cohort_only(
+    specs: Sequence[FitSpec],
+    df: pd.DataFrame,
+    members: Mapping[int, pd.DataFrame] | None = None,
+) -> list[str]:
+    """The models the stacked batches cannot fit, so fitted on the cohort only: a kind other than
+    :data:`STACKED_KINDS`, or data (on the cohort or on a member) that imputes covariates."""
+    names = []
+    for spec in specs:
+        frames = [df, *(members or {}).values()]
+        if spec.builder not in STACKED_KINDS or any(spec_data(spec, f).imputes for f in frames):
+            names.append(spec.name)
+    return names
+
+
+def registry_jobs(
+    specs: Sequence[FitSpec],
+    df: pd.DataFrame,
+    source: str,
+    members: Mapping[int, pd.DataFrame] | None = None,
+    ensemble_source: str = "",
+    sensitivity: bool = True,
+) -> list[FitJob]:
+    """The stacked jobs of ``vlms fit``: the prior sensitivity refits and the members' fits of
+    every model not in :func:`cohort_only`. Raises ``VlmsInputError`` if the cohort cannot
+    inform a model, or a member a model fitted on the members."""
+    for spec in specs:
+        check_spec_data(spec, spec_data(spec, df), source)
+    jobs = []
+    if sensitivity and set(TABLE2_FITS) <= {s.name for s in specs}:
+        jobs += sensitivity_jobs(df)
+    skip = set(cohort_only(specs, df, members)) if members else set()
+    for spec in specs:  # a model's members side by side: batches of alike posteriors
+        if spec.name in skip:
+            continue
+        for r, member in (members or {}).items():
+            data = spec_data(spec, member, all_causes=True)
+            check_spec_data(spec, data, f"{ensemble_source} (reconstruction {r})")
+            jobs.append(FitJob(member_key(spec.name, r), spec.builder, data, spec.priors))
+    return jobs
+
+
 def run_registry(
+    df: pd.DataFrame,
+    out_dir: Path,
+    settings: SamplerSettings,
+    specs: Sequence[FitSpec] | None = None,
+    *,
+    log: Callable[[str], None] = print,
+    workers: int = 2,
+    scheduler: str | None = None,
+    source: str = "cohort",
+    members: Mapping[int, pd.DataFrame] | None = None,
+    ensemble_source: str = "",
+    draws: int | None = None,
+    tune: int | None = None,
+) -> RegistryRun:
+    """Fit ``specs`` (default: the registry) on ``df`` (:func:`run_cohort_registry`, with
+    ``settings``), then the prior sensitivity refits and every member's fits in stacked batches
+    (``draws``/``tune`` override the stacked defaults); write the outputs.
+
+    Nothing is sampled if any cohort cannot inform a model (``VlmsInputError``).
+    """
+    specs = list(REGISTRY if specs is None else specs)
+    members = dict(members or {})
+    jobs = registry_jobs(specs, df, source, members, ensemble_source)
+    only = cohort_only(specs, df, members) if members else []
+    fits_dir = Path(out_dir) / "fits"
+    entries = run_cohort_registry(
+        df, out_dir, settings, specs, log=log, workers=workers, source=source
+    )
+    if only:
+        log(
+            f"fitted on the cohort only (imputed covariates; the stacked ensemble fits take "
+            f"complete cases): {', '.join(only)}"
+        )
+    ensemble_specs = [s for s in specs if s.name not in only] if members else []
+    log(
+        f"{len(jobs)} stacked fits"
+        + (f": {len(ensemble_specs)} models on {len(members)} reconstructions" if members else "")
+        + (", prior sensitivity" if any(j.key.startswith("sensitivity|") for j in jobs) else "")
+    )
+    if jobs:
+        run = run_jobs(
+            jobs, settings, draws=draws, tune=tune, workers=workers, scheduler=scheduler, log=log
+        )
+    else:
+        run = RunResult({}, [], {}, 0.0)
+    tasks: list[tuple] = [
+        (spec, _member_results(run, spec, members), Path(out_dir), ensemble_source)
+        for spec in ensemble_specs
+    ]
+    t0 = time.perf_counter()
+    if tasks:
+        fork_starmap(_write_member_fits, tasks, workers)
+    run.write_seconds = time.perf_counter() - t0
+    sens = sensitivity_table(run.results)
+    if len(sens):
+        write_text(fits_dir / "prior_sensitivity.csv", sens.to_csv(index=False))
+    write_text(fits_dir / "batch_log.csv", pd.DataFrame(run.batches).to_csv(index=False))
+    return RegistryRun(entries, run, len(members), only)
+
+
+def run_cohort_registry(
     df: pd.DataFrame,
     out_dir: Path,
     settings: SamplerSettings,
@@ -58,7 +196,8 @@ def run_registry(
     workers: int = 2,
     source: str = "cohort",
 ) -> list[LogEntry]:
-    """Fit ``specs`` (default: the whole registry) on the cohort ``df``; write the outputs.
+    """Fit ``specs`` (default: the whole registry) on the cohort ``df``, one fit at a time with
+    ``settings`` (imputed fits included); write the outputs.
 
     Models are grouped by structure; each group compiles its structure once and refits it with
     new data. Groups run in up to ``workers`` processes side by side (compilation is
@@ -181,3 +320,56 @@ def _fit_group(
             f"bar {'met' if ok else 'MISSED'}"
         )
     return entries
+
+
+def _member_results(
+    run: RunResult, spec: FitSpec, members: Mapping[int, pd.DataFrame]
+) -> dict[int, JobResult]:
+    return {r: run.results[member_key(spec.name, r)] for r in members}
+
+
+def _write_member_fits(
+    spec: FitSpec, results: Mapping[int, JobResult], out_dir: Path, source: str
+) -> None:
+    """Write a model's per-member and pooled posteriors (run in worker processes)."""
+    members = list(results)
+    post, stats = stack_members(
+        [results[m].posterior for m in members], [results[m].sample_stats for m in members], members
+    )
+    rows = []
+    for m in members:
+        r = results[m]
+        rows.append(
+            {
+                "reconstruction": m,
+                "n": r.job.data.n,
+                "events": int(np.sum(r.job.data.event > 0)),
+                **{
+                    k: r.bar[k] for k in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences")
+                },
+                "bar_met": bool(r.bar["ok"]),
+                "failing": "; ".join(r.bar["failing"]),
+                "attempt": r.attempt,
+                "seed": r.settings.seed,
+                "draws_sampled": r.settings.draws,
+                "thin": r.thin,
+                "target_accept": r.settings.target_accept,
+                "batch": r.batch,
+            }
+        )
+    first = results[members[0]]
+    attrs = {
+        "model_name": spec.name,
+        "endpoint": spec.endpoint,
+        "subset": spec.subset,
+        "description": spec.description,
+        "members": len(members),
+        "ensemble_source": source,
+        "priors": first.job.priors.describe(),
+        "chains": first.settings.chains,
+        "draws_per_chain": int(post.sizes["draw"]),
+        "tune": first.settings.tune,
+        "covariates": ",".join(first.job.data.covariate_names) or "(none)",
+        "cut_points_months": [float(c) for c in first.job.data.cuts],
+    }
+    write_members(out_dir, spec.name, post, stats, pd.DataFrame(rows), attrs)

@@ -39,14 +39,20 @@ SUBSETS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
 }
 
 
-def spec_data(spec: FitSpec, df: pd.DataFrame) -> FitData:
-    """The FitData of a registry entry on the cohort frame ``df``."""
+def spec_data(spec: FitSpec, df: pd.DataFrame, *, all_causes: bool = False) -> FitData:
+    """The FitData of a registry entry on the cohort frame ``df``.
+
+    Competing risks: only the causes with events (the cohort's registry fits), or every cause of
+    ``analysis.cohort.CAUSES`` (``all_causes``, the ensemble's member fits: a cause without
+    events is estimated from its prior and the pooling across causes, so every cohort of an
+    ensemble has one model structure).
+    """
     sub = df.loc[SUBSETS[spec.subset](df)].reset_index(drop=True)
     t, e = ENDPOINTS[spec.endpoint](sub)
     covs = {c: COVARIATES[c](sub) for c in spec.covariates}
     causes: tuple[str, ...] = ()
     if spec.builder == "competing":
-        present = [k for k in sorted(ch.CAUSES) if np.any(e == k)]
+        present = [k for k in sorted(ch.CAUSES) if all_causes or np.any(e == k)]
         causes = tuple(ch.CAUSES[k] for k in present)
         recode = {0: 0, **{k: i + 1 for i, k in enumerate(present)}}
         e = np.array([recode[int(v)] for v in e], dtype=int)

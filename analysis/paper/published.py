@@ -5,7 +5,9 @@ missing value (``missing = true`` in the file, ``Entry.value is None`` here), ne
 Besides the entries, the file declares layout facts used by :mod:`analysis.paper.audit`: which rows
 should add up (``relations``), which numbers repeat (``crosschecks``), two-group hazard ratios
 (``contrasts``), survival rates by group (``rate_groups``), what the words claim (``claims``),
-the names of one analysis (``terms``), pooled and type-specific medians. A malformed file raises
+the names of one analysis (``terms``), pooled and type-specific medians, and the biomarker panel
+with the markers whose hazard ratios were printed per end point (``marker_panels``). A malformed
+file raises
 :class:`~analysis.core.errors.VlmsInputError` naming the file and the key.
 
 References to numbers inside the layout sections are strings: ``"key"`` (the entry's value),
@@ -57,6 +59,7 @@ LAYOUT_SECTIONS = (
     "terms",
     "pooled_medians",
     "type_medians",
+    "marker_panels",
 )
 RELATION_KINDS = frozenset({"sum", "each_at_most", "denominators_within"})
 DIRECTIONS = frozenset({"higher_hazard", "lower_hazard"})
@@ -441,6 +444,8 @@ def _validate_layout(pub: Published) -> None:
             isinstance(u, dict) and isinstance(u.get("term"), str) for u in uses
         ):
             raise _fail(path, where("terms", i), "'uses' must list {source, term} tables")
+    for i, m in enumerate(pub.section("marker_panels")):
+        _check_marker_panel(pub, i, m, check_ref)
     for section in ("pooled_medians", "type_medians"):
         for i, m in enumerate(pub.section(section)):
             check_refs(section, i, m.get("medians"))
@@ -450,3 +455,31 @@ def _validate_layout(pub: Published) -> None:
             check_ref(
                 section, i, m.get("total") if section == "pooled_medians" else m.get("cohort")
             )
+
+
+def _check_marker_panel(pub: Published, i: int, panel: dict[str, Any], check_ref: Any) -> None:
+    """A panel: unique marker names, and per end point the reported markers (among them) with
+    the key of their hazard ratio (an entry with a 95% CI)."""
+    where = f"marker_panels[{i}]"
+    markers = panel.get("markers")
+    if (
+        not isinstance(markers, list)
+        or len(markers) < 2
+        or not all(isinstance(m, str) and m for m in markers)
+    ):
+        raise _fail(pub.path, where, "'markers' must list at least two marker names")
+    if len(set(markers)) != len(markers):
+        raise _fail(pub.path, where, "'markers' names a marker twice")
+    reported = panel.get("reported")
+    if not isinstance(reported, dict) or not reported:
+        raise _fail(pub.path, where, "'reported' must map end points to {marker = key}")
+    for endpoint, chosen in reported.items():
+        if not isinstance(chosen, dict) or not chosen:
+            raise _fail(pub.path, where, f"'reported.{endpoint}' must map markers to keys")
+        for marker, key in chosen.items():
+            if marker not in markers:
+                raise _fail(pub.path, where, f"reported marker '{marker}' is not in 'markers'")
+            check_ref("marker_panels", i, key)
+            entry = pub.entries[key]
+            if entry.unit != "hazard_ratio" or entry.lower is None or entry.value is None:
+                raise _fail(pub.path, where, f"'{key}' is not a hazard ratio with a 95% CI")

@@ -25,10 +25,13 @@ from analysis.core.atomic import atomic_path
 DPI = 90
 COLORS = ("#1f4e79", "#c0392b", "#27ae60", "#8e44ad", "#d68910")
 ESTIMATE_STYLES = {
-    "published": ("Published (paper)", "s", "#222222"),
-    "frequentist": ("Cox on reconstructed cohort", "o", "#1f77b4"),
-    "posterior": ("Bayesian PEM posterior (cohort)", "D", "#c0392b"),
-    "summary": ("Prior + published estimate only", "^", "#27ae60"),
+    "published": ("Published (paper), 95% CI", "s", "#222222"),
+    "summary": ("Prior + published estimate alone, 95% CrI", "^", "#27ae60"),
+    "ensemble_cox": ("Cox across the reconstructions: median, 90% range", "o", "#1f77b4"),
+    "pooled": ("Pooled posterior over the reconstructions, 95% CrI", "D", "#c0392b"),
+    "frequentist": ("Cox on the cohort, 95% CI", "o", "#1f77b4"),
+    "posterior": ("Posterior on the cohort, 95% CrI", "D", "#c0392b"),
+    "selection": ("Selection-adjusted posterior, 95% CrI", "v", "#8e44ad"),
 }
 
 
@@ -45,14 +48,14 @@ def save_png(fig: plt.Figure, path: Path) -> Path:
 
 @dataclass
 class ForestRow:
-    """One hazard ratio: label and up to four (estimate, lower, upper) triples (NaN: absent)."""
+    """One hazard ratio: label and (estimate, lower, upper) triples by kind (NaN: absent)."""
 
     label: str
     estimates: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
 def forest_plot(rows: Sequence[ForestRow], path: Path, title: str = "") -> Path:
-    """Published, frequentist, posterior and summary-level estimates side by side, log axis."""
+    """The estimates of each hazard ratio side by side (kinds of ``ESTIMATE_STYLES``), log axis."""
     n = len(rows)
     kinds = [k for k in ESTIMATE_STYLES if any(k in r.estimates for r in rows)]
     fig, ax = plt.subplots(figsize=(9, 1.1 + 0.9 * max(n, 1)))
@@ -87,7 +90,7 @@ def forest_plot(rows: Sequence[ForestRow], path: Path, title: str = "") -> Path:
     ax.set_yticks(range(n))
     ax.set_yticklabels([r.label for r in reversed(rows)])
     ax.set_ylim(-0.6, n - 0.4)
-    ax.set_xlabel("hazard ratio (log scale; < 1 lower hazard, > 1 higher hazard), 95% interval")
+    ax.set_xlabel("hazard ratio (log scale; < 1 lower hazard, > 1 higher hazard)")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     if title:

@@ -67,33 +67,31 @@ def _num(v: Any) -> float:
 
 
 def section_comparison(inputs: Inputs) -> str:
-    from analysis.comparison.hazard_ratios import comparison_display
+    from analysis.comparison.hazard_ratios import FRAMING, comparison_display
 
     data = inputs.json("tables/hr_comparison.json")
-    parts = ["<h2>1. Hazard ratios: published, recomputed, posterior</h2>"]
+    parts = ["<h2>1. Hazard ratios: how much of each published estimate survives</h2>"]
     if data is None:
         return "".join(parts) + missing("the comparison table", "vlms compare")
     rows = [
         {k: (_num(v) if k not in _TEXT_COLS else v) for k, v in r.items()} for r in data["rows"]
     ]
     display = comparison_display(rows)
-    parts.append(
-        "<p>For each hazard ratio (HR) the paper reports: the published estimate; the same Cox "
-        "model re-run on the reconstructed cohort; the Bayesian posterior (median, "
-        f"{esc(data.get('interval', '95%'))} credible interval, and the probability that the HR "
-        "exceeds 1); and the prior updated with the published estimate alone, which shows how far "
-        "the prior by itself pulls the published HR towards 1. HR &gt; 1 means a higher hazard "
-        "(worse outcome) in the first-named group.</p>"
-    )
+    parts.append(f"<p><strong>{esc(data.get('framing', FRAMING))}</strong></p>")
     if display:
         cols = list(display[0])
         parts.append(table(cols, [[d[c] for c in cols] for d in display]))
+    notes = "".join(f"<li>{esc(line)}</li>" for line in data.get("columns", []))
+    parts.append(
+        f'<ul class="note">{notes}<li>HR &gt; 1 means a higher hazard (worse outcome) in the '
+        "first-named group.</li></ul>"
+    )
     parts.append(
         image(
             inputs,
             "figures/forest_hr.png",
             "Forest plot of hazard ratios",
-            "Forest plot: each HR with its 95% interval, log scale; dashed line HR = 1.",
+            "Forest plot: each HR with the columns of the table (log scale; dashed line HR = 1).",
         )
     )
     return "".join(parts)
@@ -107,14 +105,41 @@ _TEXT_COLS = {
     "prior",
     "freq_note",
     "posterior_note",
-    "published_inside_posterior_95",
+    "selection_note",
 }
+
+
+def section_selection(inputs: Inputs) -> str:
+    """The selection-adjusted biomarker HRs (``tables/selection_adjusted.json``)."""
+    from analysis.comparison.selection import display_rows
+
+    head = "<h2>2. Biomarker hazard ratios adjusted for selection</h2>"
+    data = inputs.json("tables/selection_adjusted.json")
+    if data is None:
+        return head + missing("the selection-adjusted table", "vlms compare")
+    if not data.get("rows"):
+        return head + missing(str(data.get("missing", "selection rows")), "vlms compare")
+    tested = ", ".join(str(n) for n in data.get("markers_tested", {}).values())
+    parts = [
+        head,
+        f"<p>The paper tested {esc(tested)} markers per end point on the tissue microarray and "
+        "printed the hazard ratios of two. Read alone, a printed estimate that was chosen for "
+        "being significant overstates its effect. The selection model reads everything the paper "
+        "tells: the two estimates and that the other markers were not significant (true log HRs "
+        "~ Normal(0, tau)); tau is the spread of the true effects across the panel. It assumes "
+        "the markers were printed because, and only because, they were significant.</p>",
+    ]
+    display = display_rows(data)
+    cols = list(display[0])
+    bad = [r["Sampling bar"] != "met" for r in display]
+    parts.append(table(cols, [[d[c] for c in cols] for d in display], bad))
+    return "".join(parts)
 
 
 def section_survival(inputs: Inputs) -> str:
     return "".join(
         [
-            "<h2>2. Survival and cumulative incidence: data against model</h2>",
+            "<h2>3. Survival and cumulative incidence: data against model (the cohort)</h2>",
             "<p>Solid steps: Kaplan-Meier (or Aalen-Johansen) estimates on the reconstructed "
             "cohort. Dashed lines and shaded bands: posterior median and 95% band of the "
             "piecewise-exponential model. Where the steps stay inside the bands the model "
@@ -198,10 +223,9 @@ def cif_table(inputs: Inputs) -> str:
 
 def section_sensitivity(inputs: Inputs) -> str:
     data = inputs.json("tables/prior_sensitivity.json")
-    head = "<h2>3. Prior sensitivity</h2>"
+    head = "<h2>4. Prior sensitivity</h2>"
     if data is None:
         return head + missing("the prior sensitivity table", "vlms compare")
-    t = data.get("timings", {})
     rows, bad = [], []
     for r in data["rows"]:
         ok = bool(r.get("bar_met"))
@@ -219,10 +243,10 @@ def section_sensitivity(inputs: Inputs) -> str:
             ]
         )
     intro = (
-        "<p>The Table 2 models refit with four priors on the log HR (baseline unchanged). If the "
-        "conclusions move with the prior, the data alone do not settle them. One compiled model "
-        f"served all {esc(t.get('fits', '?'))} refits (compile {esc(t.get('compile_seconds', '?'))}"
-        f" s, sampling {esc(t.get('sampling_seconds', '?'))} s).</p>"
+        "<p>The Table 2 models refit on the cohort with four priors on the log HR (baseline "
+        "unchanged). If the conclusions move with the prior, the data alone do not settle them. "
+        f"The {len(data['rows'])} refits ran in the batches of the one stacked PEM structure of "
+        "<code>vlms fit</code> (the prior is data).</p>"
     )
     header = [
         "model",
@@ -238,17 +262,18 @@ def section_sensitivity(inputs: Inputs) -> str:
 
 
 def section_loo(inputs: Inputs) -> str:
-    from analysis.comparison.hazard_ratios import loo_verdict
+    from analysis.comparison.hazard_ratios import LOO_CAVEAT, loo_verdict
 
     data = inputs.json("tables/loo.json")
-    head = "<h2>4. Which biomarker model predicts best (PSIS-LOO)</h2>"
+    head = "<h2>5. PSIS-LOO on the synthetic cohort: a check of the pipeline</h2>"
     if data is None:
         return head + missing("the LOO comparison", "vlms compare")
     parts = [
         head,
-        "<p>Disease-specific survival on the 26 TMA patients: expected log predictive density "
-        "for a left-out patient (elpd, higher is better), by Pareto-smoothed importance sampling. "
-        "Differences smaller than about two standard errors do not distinguish the models.</p>",
+        f"<p><strong>{esc(LOO_CAVEAT)}</strong></p>",
+        "<p>Expected log predictive density for a left-out patient (elpd, higher is better), by "
+        "Pareto-smoothed importance sampling. Differences smaller than about two standard errors "
+        "do not distinguish the models.</p>",
     ]
     if data.get("missing"):
         parts.append(
@@ -290,7 +315,7 @@ def section_loo(inputs: Inputs) -> str:
 
 def section_audit(inputs: Inputs) -> str:
     data = inputs.json("audit.json")
-    head = "<h2>5. Internal consistency of the paper's numbers (audit)</h2>"
+    head = "<h2>6. Internal consistency of the paper's numbers (audit)</h2>"
     if data is None:
         return head + missing("the audit", "vlms audit")
     s = data.get("summary", {})
@@ -321,7 +346,7 @@ def section_audit(inputs: Inputs) -> str:
 
 def section_calibration(inputs: Inputs) -> str:
     data = inputs.json("calibration.json")
-    head = "<h2>6. How well the synthetic cohorts reproduce the paper, and are they plausible</h2>"
+    head = "<h2>7. How well the synthetic cohorts reproduce the paper, and are they plausible</h2>"
     if data is None:
         return head + missing("the calibration summary", "vlms reconstruct")
     s = data.get("summary", {})
@@ -438,7 +463,7 @@ def _environment(attrs: dict[str, Any]) -> dict[str, str]:
 def section_diagnostics(inputs: Inputs, status: Callable[[Inputs], list[dict[str, Any]]]) -> str:
     from analysis.inference.diagnostics import ESS_MIN, RHAT_MAX
 
-    head = "<h2>7. Sampling diagnostics of every model</h2>"
+    head = "<h2>8. Sampling diagnostics of every model</h2>"
     fits = status(inputs)
     if not fits:
         return head + missing("saved fits", "vlms fit")
@@ -482,6 +507,7 @@ def section_diagnostics(inputs: Inputs, status: Callable[[Inputs], list[dict[str
             parts.append(f'<p class="bad-line">{esc(f["model"])} misses the bar: {esc(shown)}</p>')
     if all(f["ok"] for f in fits):
         parts.append(f'<p class="ok-line">All {len(fits)} saved models meet the bar.</p>')
+    parts.append(ensemble_diagnostics(inputs))
     env_rows = [[f["model"], "; ".join(f"{k} = {v}" for k, v in f["environment"].items())]
                 for f in fits]  # fmt: skip
     parts.append(
@@ -513,6 +539,44 @@ def section_diagnostics(inputs: Inputs, status: Callable[[Inputs], list[dict[str
     return "".join(parts)
 
 
+def ensemble_diagnostics(inputs: Inputs) -> str:
+    """The worst member of each model of the reconstruction ensemble (empty without one)."""
+    from analysis.inference.diagnostics import ensemble_worst
+
+    rows = ensemble_worst(inputs.root)
+    if not rows:
+        return ""
+    body = [
+        [
+            r["model"],
+            r["members"],
+            r["meeting_bar"],
+            f"{r['max_rhat']:.4f} ({r['max_rhat_member']})",
+            f"{r['min_ess_bulk']:.0f} ({r['min_ess_bulk_member']})",
+            f"{r['min_ess_tail']:.0f} ({r['min_ess_tail_member']})",
+            r["divergences"],
+            r["refitted"],
+        ]
+        for r in rows
+    ]
+    header = [
+        "model",
+        "members",
+        "meeting the bar",
+        "max R-hat (member)",
+        "min bulk ESS (member)",
+        "min tail ESS (member)",
+        "divergences",
+        "refitted",
+    ]
+    bad = [r["meeting_bar"] < r["members"] for r in rows]
+    return (
+        "<h3>Reconstruction ensemble: the worst member of each model</h3><p>Each member is a fit "
+        "of its own, held to the same bar; the worst value over the members, and which one.</p>"
+        + table(header, body, bad)
+    )
+
+
 def what_was_done(inputs: Inputs) -> str:
     comp = inputs.json("tables/hr_comparison.json") or {}
     n = comp.get("n", "?")
@@ -520,11 +584,13 @@ def what_was_done(inputs: Inputs) -> str:
         "<h2>What was done</h2><p>The paper (vascular leiomyosarcoma, 63 patients with localized "
         "disease, 26 with tissue-microarray biomarkers) publishes summaries only. We checked its "
         "numbers against each other, generated a synthetic cohort "
-        f"(n = {esc(n)}) whose summaries match the published ones as far as they agree, re-ran "
-        "the paper's Kaplan-Meier and Cox analyses on it, and fitted Bayesian "
-        "piecewise-exponential survival models that shrink implausibly large hazard ratios "
-        "towards no effect. The question throughout: how much of each published hazard ratio "
-        "survives a sceptical but reasonable prior, given a cohort this small.</p>"
+        f"(n = {esc(n)}) whose summaries match the published ones as far as they agree, and an "
+        "ensemble of such cohorts (the paper does not pin one down), re-ran the paper's "
+        "Kaplan-Meier and Cox analyses on them, and fitted Bayesian piecewise-exponential "
+        "survival models on every one, pooling their posteriors. A selection model accounts for "
+        "the markers the paper tested but did not report. The question throughout: how much of "
+        "each published hazard ratio survives a sceptical but reasonable reading, given a cohort "
+        "this small.</p>"
     )
 
 
@@ -539,6 +605,7 @@ def build_html(root: Path, status: Callable[[Inputs], list[dict[str, Any]]] = fi
         "<h1>Vascular leiomyosarcoma: a Bayesian re-analysis of published hazard ratios</h1>",
         what_was_done(inputs),
         section_comparison(inputs),
+        section_selection(inputs),
         section_survival(inputs),
         section_multistate(inputs),
         section_imputation(inputs),

@@ -22,8 +22,10 @@ def section_imputation(inputs: Any) -> str:
     from analysis.comparison.imputation import display_rows
 
     parts = [
-        "<h2>2c. Missing covariates: every patient, complete-case and imputed estimates</h2>",
+        "<h2>3c. Missing covariates: every patient, complete-case and imputed estimates</h2>",
         f"<p>{esc(METHOD)}</p>",
+        "<p>Both fits are on the chosen cohort only: the reconstruction ensemble's member fits "
+        "(section 1) take complete cases, so no imputed fit is pooled over the members.</p>",
     ]
     data = inputs.json("tables/imputation.json")
     if data is None or not data.get("rows"):

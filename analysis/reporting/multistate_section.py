@@ -167,14 +167,15 @@ def section_multistate(inputs: Any) -> str:
     from analysis.comparison.multistate import display_tables, never_entered_sentence
 
     parts = [
-        "<h2>2b. Recurrence type and death from the disease: a multi-state model "
+        "<h2>3b. Recurrence type and death from the disease: a multi-state model "
         "(replaces the Figure 1C analysis)</h2>",
         f"<p>{esc(BIAS)}</p>",
         "<p>Model: recurrence-free &rarr; recurrence (local, distant, local and distant) &rarr; "
         "dead of disease or of other causes, piecewise-constant hazards with random-walk "
         "baselines, the clock reset at the recurrence, the recurrence type a covariate of "
         "death after it. Curves and probabilities are exact functions of each posterior "
-        "draw.</p>",
+        "draw. Fitted on the chosen cohort only, not on the members of the reconstruction "
+        "ensemble.</p>",
         image(
             inputs,
             "figures/multistate_dss.png",

@@ -213,16 +213,30 @@ def _prior_posterior_items(fits: dict[str, Any], kind: str) -> list[Any]:
     return items
 
 
-def forest_rows(rows: list[dict[str, Any]]) -> list[Any]:
-    """Forest-plot rows from the comparison rows."""
+FOREST_KINDS = {
+    "published": ("published_hr", "published_lower", "published_upper"),
+    "summary": ("summary_median", "summary_lower", "summary_upper"),
+    "ensemble_cox": ("ensemble_cox_median", "ensemble_cox_lower", "ensemble_cox_upper"),
+    "pooled": ("pooled_median", "pooled_lower", "pooled_upper"),
+    "frequentist": ("freq_hr", "freq_lower", "freq_upper"),
+    "posterior": ("posterior_median", "posterior_lower", "posterior_upper"),
+    "selection": ("selection_median", "selection_lower", "selection_upper"),
+}
+"""Forest-plot estimate kind -> the comparison row's (estimate, lower, upper) columns."""
 
+
+def forest_rows(rows: list[dict[str, Any]]) -> list[Any]:
+    """Forest-plot rows from the comparison rows: with an ensemble, published, prior +
+    published, ensemble Cox, pooled posterior and selection-adjusted; without one, the single
+    cohort's Cox and posterior in place of the ensemble's."""
+    ensemble = any(_number(r.get("pooled_median")) > 0 for r in rows)
+    skip = ("frequentist", "posterior") if ensemble else ("ensemble_cox", "pooled")
     out = []
     for r in rows:
         est = {
-            "published": (r["published_hr"], r["published_lower"], r["published_upper"]),
-            "frequentist": (r["freq_hr"], r["freq_lower"], r["freq_upper"]),
-            "posterior": (r["posterior_median"], r["posterior_lower"], r["posterior_upper"]),
-            "summary": (r["summary_median"], r["summary_lower"], r["summary_upper"]),
+            kind: tuple(_number(r.get(c)) for c in cols)
+            for kind, cols in FOREST_KINDS.items()
+            if kind not in skip
         }
         out.append(ForestRow(r["short"], est))
     return out
@@ -235,18 +249,13 @@ def _number(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-FOREST_KEYS = (
-    "published_hr", "published_lower", "published_upper", "freq_hr", "freq_lower", "freq_upper",
-    "posterior_median", "posterior_lower", "posterior_upper", "summary_median", "summary_lower",
-    "summary_upper",
-)  # fmt: skip
-
-
 def forest_from_json(rows: list[dict[str, Any]], path: Path) -> Path:
     """The forest plot of the saved comparison rows (``tables/hr_comparison.json``)."""
     from analysis.reporting.figures import forest_plot
 
-    numeric = [{**r, **{k: _number(r.get(k)) for k in FOREST_KEYS}} for r in rows]
     return forest_plot(
-        forest_rows(numeric), path, "Hazard ratios: published vs reconstructed cohort vs posterior"
+        forest_rows(rows),
+        path,
+        "Hazard ratios: published, read with a prior, across the reconstructions, "
+        "selection-adjusted",
     )

@@ -23,20 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from analysis.inference.engine import compile_nutpie
+from analysis.inference.selection_fit import McmcSettings, compile_selection, sample_selection
 from models.selection import (
     Z975,
     SelectionData,
     SelectionSettings,
-    build_selection_model,
     compare_draws,
     exact_posterior,
     from_estimates,
-    model_data,
     unadjusted_posterior,
 )
-
-SAMPLED_VARS = ["tau", "z", "hr"]
 
 
 @dataclass(frozen=True)
@@ -83,22 +79,6 @@ class SimulationSettings:
             raise ValueError("need n_studies >= 1 and n_markers >= 2")
         if not (self.se > 0 and self.se_spread >= 0 and self.threshold > 0):
             raise ValueError("need se > 0, se_spread >= 0, threshold > 0")
-
-
-@dataclass(frozen=True)
-class McmcSettings:
-    """nutpie settings of the MCMC runs, the same for every data set (no per-case tuning).
-
-    Measured: over 40 simulated studies (tau_true 0 to 1, 1 to 11 markers reported) and the six
-    Table 2 fits, 0 divergences, R-hat <= 1.008 and bulk ESS >= 1000; the weakest quantity is
-    ``tau``'s tail ESS (min 550; with target_accept 0.9 it fell to 472, hence 0.95).
-    """
-
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 4
-    target_accept: float = 0.95
-    seed: int = 20260116
 
 
 @dataclass(frozen=True)
@@ -232,34 +212,6 @@ def _settings_dict(settings: SimulationSettings) -> dict[str, Any]:
     d = asdict(settings)
     d["tau_true"] = list(settings.tau_true)
     return d
-
-
-def compile_selection(n_markers: int, settings: SelectionSettings | None = None) -> Any:
-    """One nutpie-compiled selection model for ``n_markers`` markers (swap data to reuse)."""
-    names = [f"m{i:02d}" for i in range(n_markers)]
-    placeholder = from_estimates(
-        names, np.zeros(n_markers), np.ones(n_markers), np.arange(n_markers) == 0
-    )
-    model = build_selection_model(placeholder, settings)
-    return compile_nutpie(model, SAMPLED_VARS)
-
-
-def sample_selection(
-    compiled: Any, data: SelectionData, settings: SelectionSettings, mcmc: McmcSettings, seed: int
-) -> Any:
-    """Sample the compiled model on ``data`` under ``settings`` (returns InferenceData)."""
-    import nutpie
-
-    return nutpie.sample(
-        compiled.with_data(**model_data(data, settings)),
-        draws=mcmc.draws,
-        tune=mcmc.tune,
-        chains=mcmc.chains,
-        cores=min(2, mcmc.chains),
-        seed=seed,
-        target_accept=mcmc.target_accept,
-        progress_bar=False,
-    )
 
 
 def mcmc_agreement(

@@ -95,7 +95,20 @@ def _fits() -> dict:
     return fits
 
 
-def test_comparison_rows_combine_the_four_estimates() -> None:
+def _pooled(covariate: str, member_means: list[float], sd: float = 0.3, seed: int = 0):
+    """A pooled posterior: per member, log HR ~ Normal(member mean, sd), 400 draws each."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    draws = np.concatenate([rng.normal(m, sd, 400) for m in member_means])
+    member = np.repeat(np.arange(1, len(member_means) + 1), 400)
+    return xr.Dataset(
+        {"hr": (("sample", "covariate"), np.exp(draws)[:, None])},
+        coords={"covariate": [covariate], "reconstruction": ("sample", member)},
+    )
+
+
+def test_comparison_rows_carry_every_column() -> None:
     published = load_published(PUBLISHED)
     freq = {
         "table2.dss.beta_catenin.hr": 4.0,
@@ -104,33 +117,64 @@ def test_comparison_rows_combine_the_four_estimates() -> None:
         "table2.dss.beta_catenin.hr:p": 0.02,
         "table2.dss.igf1r.hr": math.inf,
     }
-    rows = {r["key"]: r for r in compare.comparison_rows(published, freq, _fits())}
+    key = "table2.dss.beta_catenin.hr"
+    ensemble = {r: {key: hr} for r, hr in enumerate([1.5, 2.0, 2.5, 3.0, math.inf], start=1)}
+    pooled = {"dss_beta_catenin": _pooled("beta_catenin", [0.2, 0.6, 1.0])}
+    selection = {
+        key: {
+            "adjusted_median": 1.07,
+            "adjusted_lower": 0.73,
+            "adjusted_upper": 2.6,
+            "adjusted_prob_gt_1": 0.68,
+            "tau_median": 0.22,
+            "tau_lower": 0.01,
+            "tau_upper": 0.6,
+        }
+    }
+    rows = compare.comparison_rows(
+        published, freq, _fits(), ensemble=ensemble, pooled=pooled, selection=selection
+    )
+    rows = {r["key"]: r for r in rows}
     assert len(rows) == len(compare.HR_TARGETS)
-    r = rows["table2.dss.beta_catenin.hr"]
-    assert r["published_hr"] == 5.33 and r["published_lower"] == 0.97
-    assert r["freq_hr"] == 4.0 and r["freq_p"] == 0.02
-    assert r["fit"] == "dss_beta_catenin"
-    assert r["posterior_median"] == pytest.approx(math.exp(0.7), rel=0.03)
-    assert r["posterior_lower"] == pytest.approx(math.exp(0.7 - 1.96 * 0.3), rel=0.05)
-    assert r["posterior_prob_gt_1"] == pytest.approx(stats.norm.sf(0, 0.7, 0.3), abs=0.02)
-    assert r["ratio_posterior_published"] == pytest.approx(r["posterior_median"] / 5.33)
-    assert r["published_inside_posterior_95"] == "no"  # 5.33 > exp(0.7 + 1.96 * 0.3) = 3.6
+    r = rows[key]
+    assert r["published_hr"] == 5.33 and r["published_lower"] == 0.97 and r["published_p"] == 0.06
     assert r["summary_median"] == pytest.approx(summary_posterior(5.33, 0.97, 29.3).median_hr)
-    assert rows["table2.rfs.igf1r.hr"]["published_inside_posterior_95"] == "yes"
+    # ensemble Cox: median and 5%-95% range over the members; the infinite HR is counted
+    assert r["ensemble_cox_median"] == 2.5 and r["ensemble_cox_upper"] == math.inf
+    assert r["ensemble_cox_lower"] == pytest.approx(1.6) and r["ensemble_cox_infinite"] == 1
+    # pooled: the mixture of the three members; between share = var(means) / total
+    between, within = np.var([0.2, 0.6, 1.0]), 0.3**2
+    assert r["pooled_median"] == pytest.approx(math.exp(0.6), rel=0.05)
+    assert r["pooled_log_hr_between_share"] == pytest.approx(between / (between + within), abs=0.03)
+    assert r["pooled_members"] == 3
+    assert r["selection_median"] == 1.07 and r["selection_tau_median"] == 0.22
+    assert r["selection_note"] == ""
+    # the single cohort stays in the JSON
+    assert r["freq_hr"] == 4.0 and r["posterior_median"] == pytest.approx(math.exp(0.7), rel=0.03)
+    assert "published_inside_posterior_95" not in r and "ratio_posterior_published" not in r
     assert rows["table2.dss.igf1r.hr"]["freq_note"].startswith("infinite")
     adj = rows["text.hr.adjuvant_dss"]
-    assert adj["posterior_note"].startswith("not modelled")
-    assert math.isnan(adj["posterior_median"]) and adj["published_inside_posterior_95"] == ""
+    assert adj["selection_note"].startswith("not one of the tested")
+    assert math.isnan(adj["pooled_median"]) and math.isnan(adj["ensemble_cox_median"])
     assert not math.isnan(adj["summary_median"])  # needs no fit
 
 
-def test_markdown_table_has_one_line_per_hr() -> None:
+def test_markdown_table_with_and_without_an_ensemble() -> None:
     published = load_published(PUBLISHED)
     rows = compare.comparison_rows(published, {}, _fits())
     md = compare.comparison_markdown(rows, {"cohort": "x.csv", "n": 63})
     table_lines = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table_lines) == 1 + len(compare.HR_TARGETS)
-    assert "SYNTHETIC" in md and "not modelled" in md and "by construction" in md
+    assert "SYNTHETIC" in md and "not modelled" in md and compare.FRAMING in md
+    assert "Posterior on the cohort" in table_lines[0] and "Pooled" not in table_lines[0]
+    assert "inside" not in md
+    pooled = {"dss_beta_catenin": _pooled("beta_catenin", [0.1, 0.5])}
+    rows = compare.comparison_rows(published, {}, _fits(), pooled=pooled, ensemble={1: {}})
+    header = compare.comparison_markdown(rows, {"cohort": "x", "n": 1, "members": 2}).split("\n")
+    head = next(line for line in header if line.startswith("| Hazard ratio"))
+    assert head.index("Published") < head.index("Prior + published") < head.index("Ensemble Cox")
+    assert head.index("Ensemble Cox") < head.index("Pooled") < head.index("Selection-adjusted")
+    assert "Between-reconstruction share" in head and "on the cohort" not in head
 
 
 def test_fit_priors_are_read_from_the_saved_attributes() -> None:
@@ -267,5 +311,5 @@ def test_sensitivity_table_gets_summary_level_and_registry_columns() -> None:
     )
     assert math.isnan(out["registry_fit_hr_median"].iloc[0])  # not the registry's prior
     assert out["registry_fit_hr_median"].iloc[1] == pytest.approx(math.exp(0.7), rel=0.03)
-    md = compare.sensitivity_markdown(out, {"compile_seconds": 1, "sampling_seconds": 2, "fits": 2})
+    md = compare.sensitivity_markdown(out)
     assert "MISSED" in md and "2 divergences" in md

@@ -156,3 +156,24 @@ def test_prune_keeps_the_most_recently_used_entries(tmp_path: Path) -> None:
         "e4.nutpie",
         "other.txt",
     ]
+
+
+def test_code_bound_to_this_process_is_not_saved(tmp_path: Path, cached: dict) -> None:
+    """``pt.erfcx`` compiles to a call through a pointer into SciPy (valid in this process
+    only: loaded by another process, the code crashed). Such a model is compiled and kept in
+    memory, never written; the PEM's code has no such pointer and is written."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    with pm.Model() as model:
+        x = pm.Normal("x")
+        pm.Potential("p", pt.log(pt.erfcx(x**2)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(compile_cache.CACHE_ENV, str(tmp_path))
+        mp.setattr(compile_cache, "_LOADED", {})
+        first = compile_cache.compile_cached(model, "erfcx", var_names=["x"])
+        again = compile_cache.compile_cached(model, "erfcx", var_names=["x"])
+    assert compile_cache.process_bound(first.model)
+    assert (first.source, again.source) == ("compiled", "memory")
+    assert list(tmp_path.iterdir()) == []
+    assert not compile_cache.process_bound(cached["first"].model)

@@ -12,9 +12,10 @@ import pytest
 from analysis.cli import main
 from analysis.cohort import validate_cohort
 from analysis.inference.registry import REGISTRY
-from analysis.inference.runner import spec_seed
+from analysis.inference.runner import cohort_only, registry_jobs, spec_seed
 from analysis.inference.spec_data import spec_data
 from tests.conftest import make_cohort_frame
+from tests.ensemble_helpers import write_ensemble
 
 FAST = ["--draws", "200", "--tune", "200", "--chains", "2", "--sampler", "pymc"]
 
@@ -57,9 +58,9 @@ def test_csv_fit_writes_json_and_netcdf(tmp_path: Path) -> None:
         "values_imputed": {"a": 2, "b": 0},
     }
     assert doc["events"] == int(pd.read_csv(csv)["status"].sum())
-    import arviz as az
+    from analysis.inference.diagnostics import load_fit
 
-    post = az.from_netcdf(str(out_nc)).posterior
+    post = load_fit(out_nc).posterior
     assert post.attrs["model_kind"] == "pem_imputed"
     assert post["p_missing_is_1"].sizes["missing_value"] == 2
     beta = post["beta"]
@@ -93,11 +94,14 @@ def test_missing_drop_fits_complete_cases(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def registry_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two registry models on a cohort and on a stand-in ensemble of 3 members (nutpie, the
+    default draws: every fit must meet the bar)."""
     root = tmp_path_factory.mktemp("registry")
     cohort = root / "cohort.csv"
     make_cohort_frame(n=63, seed=4).to_csv(cohort, index=False)
+    ensemble = write_ensemble(root / "cohorts.csv", members=3, seed=10)
     out = root / "reports"
-    args = ["fit", "--cohort", str(cohort), "--out-dir", str(out), *FAST]
+    args = ["fit", "--cohort", str(cohort), "--ensemble", str(ensemble), "--out-dir", str(out)]
     assert main([*args, "--only", "dss_overall,dss_radiation"]) == 0
     return out
 
@@ -107,10 +111,13 @@ def test_registry_outputs(registry_run: Path) -> None:
     assert sorted(p.name for p in fits.glob("*.nc")) == ["dss_overall.nc", "dss_radiation.nc"]
     log = pd.read_csv(fits / "fit_log.csv")
     assert set(log.columns) >= {"name", "compile_seconds", "sampling_seconds", "ess_per_second"}
+    assert list(log["name"]) == ["dss_radiation", "dss_overall"]  # the cohort fits, registry order
+    batches = pd.read_csv(fits / "batch_log.csv")
+    assert batches["fits"].sum() >= 2 * 3  # stacked: two models on three members
     summary = pd.read_csv(fits / "dss_radiation.summary.csv", index_col=0)
-    import arviz as az
+    from analysis.inference.diagnostics import load_fit
 
-    idata = az.from_netcdf(str(fits / "dss_radiation.nc"))
+    idata = load_fit(fits / "dss_radiation.nc")
     hr = idata.posterior["hr"].sel(covariate="radiation").values.ravel()
     row = summary.loc["hr[radiation]"]  # the summary describes the draws saved beside it
     assert row["prob_gt_1"] == pytest.approx(np.mean(hr > 1), abs=1e-12)
@@ -118,20 +125,65 @@ def test_registry_outputs(registry_run: Path) -> None:
     assert row["mean"] == pytest.approx(np.mean(hr), rel=1e-9)
     attrs = idata.posterior.attrs
     assert attrs["endpoint"] == "dss" and attrs["subset"] == "all" and attrs["n"] == 63
-    assert attrs["seed"] == spec_seed(20260101, "dss_radiation")
+    assert attrs["seed"] == spec_seed(20260101, "dss_radiation") and "batch" not in attrs
+    assert attrs["target_accept"] == 0.99  # the registry entry's own (FitSpec.target_accept)
     assert "version_pymc" in attrs and len(attrs["cut_points_months"]) == 8
     assert idata.log_likelihood.sizes["patient"] == 63
-    overall = az.from_netcdf(str(fits / "dss_overall.nc"))
+    overall = load_fit(fits / "dss_overall.nc")
     assert "beta" not in overall.posterior  # spare slots are dropped
     assert list(overall.posterior["survival"].coords["pattern"].values) == ["all"]
+    assert "prior_sensitivity.csv" not in {p.name for p in fits.iterdir()}  # not all Table 2
+
+
+def test_ensemble_outputs(registry_run: Path) -> None:
+    import xarray as xr
+
+    from analysis.inference.diagnostics import load_fit
+
+    fits = registry_run / "fits"
+    members = load_fit(fits / "ensemble" / "dss_radiation.nc")
+    post = members.posterior
+    assert list(post["reconstruction"].values) == [1, 2, 3]
+    assert post["hr"].dims == ("chain", "draw", "reconstruction", "covariate")
+    assert post["hr"].dtype == np.float32
+    table = pd.read_csv(fits / "ensemble" / "dss_radiation.members.csv")
+    assert list(table["reconstruction"]) == [1, 2, 3] and table["bar_met"].all()
+    assert (table["min_ess_tail"] >= 400).all() and (table["max_rhat"] <= 1.01).all()
+    with xr.open_dataset(fits / "pooled" / "dss_radiation.nc", engine="h5netcdf") as pooled:
+        hr = pooled["hr"].sel(covariate="radiation")
+        assert hr.sizes["sample"] == 3 * post.sizes["chain"] * post.sizes["draw"]
+        flat = post["hr"].sel(covariate="radiation").values
+        np.testing.assert_allclose(np.sort(hr.values), np.sort(flat.ravel()), rtol=1e-6)
+        first = hr.values[pooled["reconstruction"].values == 1]
+        np.testing.assert_allclose(np.sort(first), np.sort(flat[:, :, 0].ravel()), rtol=1e-6)
 
 
 def test_diagnose_on_saved_fits(registry_run: Path) -> None:
-    assert main(["diagnose", "--out-dir", str(registry_run)]) == 0
+    assert main(["diagnose", "--strict", "--out-dir", str(registry_run)]) == 0
     text = (registry_run / "diagnostics.md").read_text()
     assert "dss_radiation" in text and "dss_overall" in text
+    assert "the worst member of each model" in text
+    assert "| dss_radiation | 3 | 3 |" in text
     assert (registry_run / "figures" / "trace_dss_radiation.png").stat().st_size > 0
     assert (registry_run / "figures" / "prior_survival_dss_overall.png").stat().st_size > 0
+
+
+def test_imputed_fits_stay_on_the_cohort() -> None:
+    """The stacked member fits take complete cases: a model whose data impute covariates
+    (competing_clinical on the reconstruction) gets no member job; its complete-case twin does."""
+    from analysis.cohort import load_cohort, load_ensemble
+    from analysis.core.paths import project_path
+    from analysis.inference.ensemble_io import member_key
+
+    df = load_cohort(project_path("data/cohort.csv"))
+    members = load_ensemble(project_path("data/cohorts.csv"), limit=2)
+    specs = [s for s in REGISTRY if s.name.startswith("competing_clinical")]
+    assert spec_data(specs[0], df).imputes  # else this test checks nothing
+    assert cohort_only(specs, df, members) == ["competing_clinical"]
+    jobs = registry_jobs(specs, df, "cohort", members, "ensemble")
+    assert [j.key for j in jobs] == [
+        member_key("competing_clinical_complete_case", r) for r in members
+    ]
 
 
 def test_registry_specs_build_data() -> None:
@@ -241,3 +293,63 @@ def test_unknown_registry_name_is_bad_input(
     assert status == 2
     assert "no_such_model" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_bad_ensemble_is_one_line_exit_2_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.ensemble_helpers import make_ensemble_frame
+
+    cohort = tmp_path / "cohort.csv"
+    make_cohort_frame(n=63, seed=4).to_csv(cohort, index=False)
+    frame = make_ensemble_frame(members=3, seed=2)
+    second = int(np.flatnonzero(frame["reconstruction"] == "2")[5])
+    bad_member = frame.copy()
+    bad_member.loc[second, "followup_months"] = "-3"
+    bad_member.to_csv(tmp_path / "bad_member.csv", index=False)
+    no_number = frame.copy()
+    no_number.loc[7, "reconstruction"] = "x"
+    no_number.to_csv(tmp_path / "no_number.csv", index=False)
+    frame.drop(columns="reconstruction").to_csv(tmp_path / "no_column.csv", index=False)
+    cases = {
+        "nope.csv": "file not found",
+        "bad_member.csv": f"reconstruction 2: below the minimum 0, row {second + 1} ",
+        "no_number.csv": "column 'reconstruction', row 8",
+        "no_column.csv": "column 'reconstruction': required column missing",
+    }
+    out = tmp_path / "out"
+    for name, needle in cases.items():
+        args = ["fit", "--cohort", str(cohort), "--ensemble", str(tmp_path / name)]
+        assert main([*args, "--out-dir", str(out)]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle.split(",")[0] in err, (name, err)
+        assert needle.split(", ", 1)[-1].strip() in err, (name, err)
+        assert not out.exists(), name
+    args = ["fit", "--cohort", str(cohort), "--members", "0", "--out-dir", str(out)]
+    assert main(args) == 2 and "--members" in capsys.readouterr().err
+
+
+def test_missing_default_ensemble_is_said_plainly(tmp_path: Path, monkeypatch) -> None:
+    """Without data/cohorts.csv, `vlms fit` on the default cohort says the ensemble is skipped;
+    with it, or with another cohort or --ensemble/--no-ensemble, it says nothing of the kind."""
+    import argparse
+
+    from analysis.inference import fit_command
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cohort.csv").write_text("x\n")
+    monkeypatch.setattr(fit_command, "project_path", lambda rel: tmp_path / rel)
+
+    def args(**kw) -> argparse.Namespace:
+        base = {"cohort": str(tmp_path / "data" / "cohort.csv"), "ensemble": None}
+        return argparse.Namespace(**{**base, "no_ensemble": False, **kw})
+
+    said = fit_command.ensemble_skipped(args())
+    assert said.startswith("ensemble skipped: data/cohorts.csv is missing")
+    assert fit_command.ensemble_path(args()) is None
+    assert fit_command.ensemble_skipped(args(no_ensemble=True)) == ""
+    assert fit_command.ensemble_skipped(args(ensemble="e.csv")) == ""
+    assert fit_command.ensemble_skipped(args(cohort=str(tmp_path / "mine.csv"))) == ""
+    (tmp_path / "data" / "cohorts.csv").write_text("x\n")
+    assert fit_command.ensemble_skipped(args()) == ""
+    assert fit_command.ensemble_path(args()) == tmp_path / "data" / "cohorts.csv"

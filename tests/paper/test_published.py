@@ -170,3 +170,35 @@ def test_fixture_loads() -> None:
     fx = load_published(FIXTURE)
     assert fx.value("table1.all.n") == 40
     assert fx.resolve("@no_recurrence") == 17
+
+
+HR_ENTRY = (
+    'hr = { value = 2.0, lower = 1.0, upper = 4.0, interval = "ci95", unit = "hazard_ratio", '
+    'source = "t" }'
+)
+
+
+@pytest.mark.parametrize(
+    ("panel", "words"),
+    [
+        ('markers = ["a"]\nreported.dss = { a = "x.hr" }', "at least two"),
+        ('markers = ["a", "a"]\nreported.dss = { a = "x.hr" }', "names a marker twice"),
+        ('markers = ["a", "b"]\nreported.dss = { c = "x.hr" }', "'c' is not in 'markers'"),
+        ('markers = ["a", "b"]\nreported.dss = { a = "x.nope" }', "unknown key 'x.nope'"),
+        ('markers = ["a", "b"]\nreported.dss = { a = "x.y" }', "not a hazard ratio"),
+        ('markers = ["a", "b"]', "'reported' must map"),
+    ],
+)
+def test_malformed_marker_panel(tmp_path: Path, panel: str, words: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[x]\n{GOOD}\n{HR_ENTRY}\n[[marker_panels]]\n{panel}\n", encoding="utf-8")
+    with pytest.raises(VlmsInputError, match=r"marker_panels\[0\]") as info:
+        load_published(path)
+    assert words in str(info.value)
+
+
+def test_the_paper_panel_lists_twenty_markers_and_two_printed_per_end_point() -> None:
+    (panel,) = load_published(REAL).section("marker_panels")
+    assert len(panel["markers"]) == 20 and {"beta-catenin", "IGF-1R"} <= set(panel["markers"])
+    assert set(panel["reported"]) == {"dss", "rfs"}
+    assert all(len(chosen) == 2 for chosen in panel["reported"].values())

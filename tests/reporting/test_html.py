@@ -70,8 +70,27 @@ def build_outputs(root: Path) -> dict:
         diagnostics.summarize(diagnostics.load_fit(path)).to_csv(fits_dir / f"{name}.summary.csv")
     fits = {name: as_idata(g) for name, g in groups.items()}
     freq = {"table2.dss.beta_catenin.hr": 4.0, "table2.dss.igf1r.hr": math.inf}
-    rows = compare.comparison_rows(load_published(PUBLISHED), freq, fits)
-    compare.write_comparison(rows, {"cohort": "fixture.csv", "n": 40, "interval": "95%"}, root)
+    key = "table2.dss.beta_catenin.hr"
+    ensemble = {r: {key: hr} for r, hr in enumerate([2.0, 3.0, 4.0], start=1)}
+    selection = write_selection_table(root)
+    rows = compare.comparison_rows(
+        load_published(PUBLISHED),
+        freq,
+        fits,
+        ensemble=ensemble,
+        pooled={"dss_beta_catenin": fake_pooled()},
+        selection=selection,
+    )
+    meta = {
+        "cohort": "fixture.csv",
+        "n": 40,
+        "interval": "95%",
+        "members": 3,
+        "framing": compare.FRAMING,
+        "columns": ["a note on the columns"],
+    }
+    compare.write_comparison(rows, meta, root)
+    write_fake_ensemble(fits_dir)
     sens = pd.DataFrame(
         [
             {
@@ -103,7 +122,6 @@ def build_outputs(root: Path) -> dict:
     write_json(
         root / "tables" / "prior_sensitivity.json",
         {
-            "timings": {"fits": 2, "compile_seconds": 1.0, "sampling_seconds": 2.0},
             "rows": sens.to_dict("records"),
         },
     )
@@ -165,6 +183,82 @@ def build_outputs(root: Path) -> dict:
     return {"patient_ids": frame["patient_id"].tolist()}
 
 
+def fake_pooled():
+    import xarray as xr
+
+    rng = np.random.default_rng(7)
+    draws = np.concatenate([rng.normal(m, 0.3, 300) for m in (0.3, 0.9)])
+    return xr.Dataset(
+        {"hr": (("sample", "covariate"), np.exp(draws)[:, None])},
+        coords={
+            "covariate": ["beta_catenin"],
+            "reconstruction": ("sample", np.repeat([1, 2], 300)),
+        },
+    )
+
+
+def write_selection_table(root: Path) -> dict:
+    """A selection-adjusted table of one row, as ``vlms compare`` writes it."""
+    from analysis.comparison import selection as sel
+
+    row = {
+        "endpoint": "dss",
+        "endpoint_label": "disease-specific survival",
+        "setting": "default",
+        "settings": "x",
+        "marker": "beta-catenin",
+        "published_key": "table2.dss.beta_catenin.hr",
+        "published_hr": 5.33,
+        "bar_met": True,
+        **{
+            f"{p}_{k}": v
+            for p in ("adjusted", "exact", "unadjusted")
+            for k, v in {"median": 1.07, "lower": 0.73, "upper": 2.58, "prob_gt_1": 0.68}.items()
+        },
+        "tau_median": 0.22,
+        "tau_lower": 0.01,
+        "tau_upper": 0.6,
+    }
+    doc = {
+        "rows": [row],
+        "markers_tested": {"dss": 20},
+        "mcmc": {"chains": 4, "draws": 1000},
+        "timings": {"fits": 1, "compile_seconds": 1, "sampling_seconds": 1},
+    }
+    sel.write_selection(doc, root)
+    return sel.default_by_key(doc)
+
+
+def write_fake_ensemble(fits_dir: Path) -> None:
+    """Two members of one model; member 2 misses the bar."""
+    import xarray as xr
+
+    rng = np.random.default_rng(8)
+    post = xr.Dataset(
+        {"beta": (("chain", "draw", "reconstruction"), rng.normal(0, 1, (4, 100, 2)))},
+        coords={"chain": np.arange(4), "draw": np.arange(100), "reconstruction": [1, 2]},
+    )
+    stats = xr.Dataset(
+        {"diverging": (("chain", "draw", "reconstruction"), np.zeros((4, 100, 2), bool))},
+        coords=post.coords,
+    )
+    path = write_fit(
+        fits_dir / "ensemble" / "dss_beta_catenin.nc", {"posterior": post, "sample_stats": stats}
+    )
+    table = pd.DataFrame(
+        {
+            "reconstruction": [1, 2],
+            "max_rhat": [1.002, 1.03],
+            "min_ess_bulk": [900.0, 150.0],
+            "min_ess_tail": [800.0, 120.0],
+            "divergences": [0, 0],
+            "bar_met": [True, False],
+            "attempt": [1, 3],
+        }
+    )
+    table.to_csv(path.with_suffix(".members.csv"), index=False)
+
+
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("reports")
@@ -181,7 +275,8 @@ def test_page_has_banner_and_every_section_in_order(outputs) -> None:
     heads = re.findall(r"<h2>(.*?)</h2>", page)
     assert heads[0] == "What was done"
     assert heads[1].startswith("1. Hazard ratios")
-    for word in ("Survival", "sensitivity", "PSIS-LOO", "audit", "synthetic cohort", "diagnostics"):
+    words = ("selection", "Survival", "sensitivity", "PSIS-LOO", "audit", "synthetic cohort")
+    for word in (*words, "diagnostics"):
         assert any(word.lower() in h.lower() for h in heads), word
     assert page.index("Forest plot") < page.index("Figure 1 of the paper")
 
@@ -191,10 +286,24 @@ def test_comparison_table_shows_the_computed_rows(outputs) -> None:
     page = (root / "index.html").read_text(encoding="utf-8")
     data = json.loads((root / "tables" / "hr_comparison.json").read_text())
     row = next(r for r in data["rows"] if r["key"] == "table2.dss.beta_catenin.hr")
-    shown = f"{row['posterior_median']:.2f} ({row['posterior_lower']:.2f}-"
-    assert shown in page
-    assert "infinite (monotone likelihood)" in page
-    assert "not modelled" in page
+    section = page[page.index("1. Hazard ratios") : page.index("2. Biomarker")]
+    for prefix in ("pooled", "summary"):
+        assert f"{row[f'{prefix}_median']:.2f} ({row[f'{prefix}_lower']:.2f}-" in section
+    assert f"{row['ensemble_cox_median']:.2f} ({row['ensemble_cox_lower']:.2f}-" in section
+    assert f"{100 * row['pooled_log_hr_between_share']:.0f}%" in section
+    assert "1.07 (0.73-2.58)" in section  # the selection-adjusted column
+    assert html.escape(compare.FRAMING) in section and "a note on the columns" in section
+    assert "inside" not in section
+
+
+def test_selection_section_and_ensemble_diagnostics(outputs) -> None:
+    root, _ = outputs
+    page = (root / "index.html").read_text(encoding="utf-8")
+    sel = page[page.index("2. Biomarker") : page.index("3. Survival")]
+    assert "beta-catenin" in sel and "0.22 (0.01-0.60)" in sel and "20 markers" in sel
+    diag = page[page.index("Reconstruction ensemble: the worst member") :]
+    assert '<tr class="bad"><td>dss_beta_catenin</td><td>2</td><td>1</td>' in diag
+    assert "1.0300 (2)" in diag and "120 (2)" in diag
 
 
 def test_file_text_is_escaped(outputs) -> None:
@@ -217,7 +326,7 @@ def test_self_contained_no_scripts_no_network(outputs) -> None:
 def test_missed_bar_is_a_red_row_and_line(outputs) -> None:
     root, _ = outputs
     page = (root / "index.html").read_text(encoding="utf-8")
-    diag = page[page.index("Sampling diagnostics") :]
+    diag = page[page.index("Sampling diagnostics") : page.index("Reconstruction ensemble: the")]
     assert re.search(r'<tr class="bad"><td>dss_igf1r</td>', diag)
     assert not re.search(r'<tr class="bad"><td>dss_beta_catenin</td>', diag)
     assert 'class="bad-line">dss_igf1r misses the bar' in diag

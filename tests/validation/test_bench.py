@@ -68,3 +68,32 @@ def test_own_fit_cohort_and_report(tmp_path: Path) -> None:
     assert "| first | 20.0 | 6.0 | 1.5 |" in text and "| cached #1 | 4.5 |" in text
     assert "| 1.00 | 0 | 0 |" in text  # other = 4.5 - 7 x 0.5
     assert "median 4.5 s wall (aim < 5 s on 2 cores: reached)" in text
+
+
+def test_every_command_records_its_stage(tmp_path: Path, monkeypatch) -> None:
+    from analysis.cli import main
+
+    log = tmp_path / "stages.jsonl"
+    monkeypatch.setenv("VLMS_STAGE_LOG", str(log))
+    assert main(["audit", "--out-dir", str(tmp_path / "r")]) in (0, 1)
+    assert main(["fit", "--only", "nope", "--out-dir", str(tmp_path / "r")]) == 2
+    stages = bench.read_stage_log(log)
+    assert [s["command"] for s in stages] == ["audit", "fit"]
+    assert stages[1]["exit"] == 2 and all(s["wall_s"] >= 0 and s["cpu_s"] > 0 for s in stages)
+    mf = {"stages": [stages], "load_average": [{"before": 1.0, "after": 2.5}]}
+    text = "\n".join(bench.stage_lines(mf))
+    assert "| audit |" in text and "| fit |" in text and "after 2.5" in text
+
+
+def test_ensemble_counts_from_the_logs(tmp_path: Path) -> None:
+    fits = tmp_path / "fits"
+    (fits / "ensemble").mkdir(parents=True)
+    (fits / "ensemble" / "a.members.csv").write_text("reconstruction\n1\n2\n3\n")
+    (fits / "batch_log.csv").write_text("fits,attempt\n10,1\n6,1\n2,2\n")
+    assert bench.ensemble_counts(tmp_path) == {
+        "members": 3,
+        "fits": 16,
+        "batches": 3,
+        "refitted": 2,
+    }
+    assert bench.ensemble_counts(tmp_path / "none")["members"] == 0

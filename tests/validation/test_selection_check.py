@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import math
 
-import arviz as az  # R-hat/ESS here directly: the diagnostics module's path moves with analysis/
 import numpy as np
 import pytest
 
+from analysis.inference.diagnostics import bar_from_convergence, convergence, ess_of
+from analysis.inference.selection_fit import McmcSettings, compile_selection, sample_selection
 from analysis.validation.selection_check import (
-    McmcSettings,
     SimulatedStudy,
     SimulationSettings,
-    compile_selection,
     mcmc_agreement,
     run_simulation,
-    sample_selection,
     score_readings,
     simulate_study,
 )
@@ -50,14 +48,17 @@ def compiled():
     return compile_selection(len(MARKERS))
 
 
+def test_compiled_selection_model_can_be_cached_on_disk(compiled) -> None:
+    """Its log density uses erfc (compiled in place), not erfcx (a pointer into SciPy, valid in
+    the compiling process only), so later processes load it instead of compiling it."""
+    from analysis.inference.compile_cache import process_bound
+
+    assert not process_bound(compiled)
+
+
 def _bar(idata) -> dict[str, float]:
     post = idata.posterior[["tau", "z", "hr"]]
-    return {
-        "divergences": int(idata.sample_stats["diverging"].sum()),
-        "max_rhat": float(az.rhat(post).to_array().max()),
-        "min_ess_bulk": float(az.ess(post).to_array().min()),
-        "min_ess_tail": float(az.ess(post, method="tail").to_array().min()),
-    }
+    return bar_from_convergence(convergence(post), int(idata.sample_stats["diverging"].sum()))
 
 
 def _assert_meets_bar(idata) -> None:
@@ -80,14 +81,14 @@ def _assert_agrees(idata, data, settings) -> None:
     errors = compare_draws(exact, log_hr, post["tau"].values)
     for i, m in enumerate(rep):
         draws = log_hr[..., i]
-        bulk, tail = float(az.ess(draws)), float(az.ess(draws, method="tail"))
+        bulk, tail = ess_of(draws)
         dev = np.abs(errors["theta_cdf_at_quantiles"][i] - PROBS)
         assert np.all(dev <= _tolerance(bulk, tail)), (data.markers[m], dev)
         p = errors["prob_gt_1_exact"][i]
         assert abs(errors["prob_gt_1_draws"][i] - p) <= N_SD * math.sqrt(p * (1 - p) / bulk)
     tau = post["tau"].values
     dev = np.abs(errors["tau_cdf_at_quantiles"] - PROBS)
-    assert np.all(dev <= _tolerance(float(az.ess(tau)), float(az.ess(tau, method="tail")))), dev
+    assert np.all(dev <= _tolerance(*ess_of(tau))), dev
 
 
 @pytest.mark.parametrize("endpoint", sorted(TABLE2))
@@ -165,3 +166,19 @@ def test_simulation_adjusted_is_calibrated_and_unadjusted_is_not() -> None:
         again["rows"][0]
         == run_simulation(SimulationSettings(tau_true=(0.5,), n_studies=20, seed=7))["rows"][0]
     )
+
+
+def test_validate_writes_the_selection_check(compiled, tmp_path) -> None:
+    from analysis.validation.validate_command import run_selection_check
+
+    settings = SimulationSettings(tau_true=(0.0, 0.5), n_studies=40, seed=5)
+    assert run_selection_check(tmp_path, 5, settings, n_fits=2, compiled=compiled) == 0
+    md = (tmp_path / "validation" / "selection_check.md").read_text()
+    first_cells = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| 0")]
+    # the simulation table's two tau_true rows, then the two MCMC fits (cycling tau_true)
+    assert first_cells == ["0", "0.5", "0", "0.5"]
+    import json
+
+    doc = json.loads((tmp_path / "validation" / "selection_check.json").read_text())
+    assert [r["tau_true"] for r in doc["simulation"]["rows"]] == [0.0, 0.5]
+    assert len(doc["mcmc"]["fits"]) == 2 and all("max_rhat" in f for f in doc["mcmc"]["fits"])
