@@ -205,15 +205,7 @@ def format_results(doc: dict[str, Any], times: list[float] | None) -> str:
         if times:
             lines.append(f"    cumulative incidence, {AVERAGED}:")
             lines += _curve_lines(block["cif"], times, unit, "      ")
-    d = doc["diagnostics"]
-    verdict = "met" if d["meets_bar"] else "MISSED (exit status 3)"
-    lines.append(
-        f"diagnostics: max R-hat {d['max_rhat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
-        f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: sampling bar {verdict}"
-    )
-    lines += remedy_lines(doc, failed)
-    if failed:
-        lines.append(doc["status"])
+    lines += verdict_lines(doc)
     return "\n".join(lines)
 
 
@@ -230,6 +222,22 @@ def sampler_record(settings: Any, result: Any) -> dict[str, Any]:
         "compile_seconds": round(result.compile_seconds, 3),
         "sampling_seconds": round(result.sampling_seconds, 3),
     }
+
+
+def verdict_lines(doc: dict[str, Any]) -> list[str]:
+    """The console's closing lines for a fit's JSON ``doc``: the diagnostics against the bar,
+    the automatic refits (:func:`remedy_lines`) and, when the bar was missed, the status again."""
+    d = doc["diagnostics"]
+    failed = not d["meets_bar"]
+    lines = [
+        f"diagnostics: max R-hat {d['max_rhat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
+        f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: sampling bar "
+        f"{'MISSED (exit status 3)' if failed else 'met'}"
+    ]
+    lines += remedy_lines(doc, failed)
+    if failed:
+        lines.append(doc["status"])
+    return lines
 
 
 def remedy_lines(doc: dict[str, Any], failed: bool) -> list[str]:

@@ -330,7 +330,7 @@ def multistate_results(
 
 def format_multistate(doc: dict[str, Any]) -> str:
     """Human-readable summary of :func:`multistate_results`."""
-    from analysis.inference.fit_report import remedy_lines
+    from analysis.inference.fit_report import verdict_lines
 
     failed = not doc["diagnostics"]["meets_bar"]
     lines = [doc["status"]] if failed else []
@@ -350,13 +350,5 @@ def format_multistate(doc: dict[str, Any]) -> str:
     shown = ", ".join(f"{s} {p:.2f}" for s, (_, p) in last.items())
     unit = doc["time_unit"]
     lines.append(f"state occupation at {next(iter(last.values()))[0]:g} {unit}: {shown}")
-    d = doc["diagnostics"]
-    lines.append(
-        f"diagnostics: max R-hat {d['max_rhat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
-        f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: sampling bar "
-        f"{'MISSED (exit status 3)' if failed else 'met'}"
-    )
-    lines += remedy_lines(doc, failed)
-    if failed:
-        lines.append(doc["status"])
+    lines += verdict_lines(doc)
     return "\n".join(lines)
