@@ -12,7 +12,7 @@ import pytest
 
 from analysis.cli import main
 from analysis.inference.fit_command import EXIT_BAR_MISSED
-from analysis.inference.remedies import REMEDIES
+from analysis.inference.remedies import REMEDIES, Attempt, shortfall
 
 SAMPLING = ["--draws", "500", "--tune", "500", "--chains", "4", "--seed", "3"]
 DAYS_PER_YEAR = 365.25
@@ -98,7 +98,12 @@ def test_a_fit_that_misses_the_bar_after_every_remedy_exits_3(
     else:
         assert not any(diverged[:-1])
     assert not any(s["meets_bar"] for s in steps)
-    assert steps[-1]["parameterization"] == "centred" and steps[-1]["draws"] == 80
+    (centred,) = [s for s in steps if s["remedy"] == "parameterization"]
+    assert centred["parameterization"] == "centred" and centred["draws"] == 80
+    # the last step doubles the draws of the attempt closest to the bar before it
+    closest = min(steps[:-1], key=lambda s: shortfall(Attempt(**s)))
+    assert names[-1] == "longer_from_best" and steps[-1]["draws"] == 2 * closest["draws"]
+    assert steps[-1]["parameterization"] == closest["parameterization"]
     assert [s["draws"] for s in steps][:2] == [40, 40 if names[1] == "target_accept" else 80]
     (shown,) = [s for s in steps if s["reported"]]  # the attempt closest to the bar
     assert doc["sampler"]["draws"] == shown["draws"]

@@ -57,9 +57,12 @@ def test_every_remedy_is_tried_when_all_fail() -> None:
     calls, attempts, (result, _) = _ladder([False] * 10)
     assert len(calls) == len(REMEDIES) + 1
     assert result == 0 and attempts[0].reported  # equally bad: the first is kept
-    last_settings, last_priors = calls[-1]
+    (centred_settings, centred_priors), (last_settings, last_priors) = calls[-2:]
+    assert (centred_settings.draws, centred_priors.parameterization) == (200, "centred")
+    # equally bad attempts: the last step starts again from the first (closest) attempt
     assert (last_settings.draws, last_settings.tune) == (200, 100)
-    assert last_priors.parameterization == "centred"
+    assert last_settings.target_accept == 0.95
+    assert last_priors.parameterization == "non_centred"
     assert not any(a.meets_bar for a in attempts)
     assert "bar missed" in attempts[-1].summary()
 
@@ -72,11 +75,16 @@ def test_when_every_remedy_fails_the_attempt_closest_to_the_bar_is_reported() ->
         {**GOOD, "min_ess_tail": 265.0},
         {**GOOD, "min_ess_tail": 380.0, "max_rhat": 1.005},
         {**GOOD, "max_rhat": 1.08, "min_ess_bulk": 36.0},
+        {**GOOD, "min_ess_tail": 300.0},
     ]
-    calls, attempts, (result, _) = _ladder([False] * 4, details)
-    assert len(calls) == 4 and result == 2
-    assert [a.reported for a in attempts] == [False, False, True, False]
+    calls, attempts, (result, _) = _ladder([False] * 5, details)
+    assert len(calls) == 5 and result == 2
+    assert [a.reported for a in attempts] == [False, False, True, False, False]
     assert "reported" in attempts[2].summary()
+    # the last step doubled the draws of attempt 2 (0.99, twice the draws, non-centred)
+    (best_settings, _), (last_settings, last_priors) = calls[2], calls[4]
+    assert last_settings.draws == 2 * best_settings.draws == 400
+    assert last_priors.parameterization == "non_centred"
 
 
 def test_target_acceptance_is_raised_only_after_divergences() -> None:
@@ -94,6 +102,40 @@ def test_target_acceptance_is_raised_only_after_divergences() -> None:
 
 def test_the_ladder_stops_when_no_remaining_remedy_is_called_for() -> None:
     low_ess = {**GOOD, "min_ess_bulk": 320.0}
-    calls, attempts, _ = _ladder([False] * 4, [low_ess] * 4)
-    assert [a.remedy for a in attempts] == ["none", "longer", "parameterization"]
-    assert len(calls) == 3
+    calls, attempts, _ = _ladder([False] * 5, [low_ess] * 5)
+    assert [a.remedy for a in attempts] == [
+        "none", "longer", "parameterization", "longer_from_best"
+    ]  # fmt: skip
+    assert len(calls) == 4
+
+
+def test_the_last_step_doubles_the_attempt_closest_to_the_bar_not_the_last() -> None:
+    """SBC simulation 141 of the competing model (seed 20260101), in numbers: twice the draws
+    came close (R-hat 1.0111, ESS 842), the centred baseline and 0.99 made it far worse. The
+    last step must go back to the close attempt (non-centred, 0.95) and double its draws."""
+    details = [
+        {**GOOD, "max_rhat": 1.0084, "min_ess_bulk": 238.0, "min_ess_tail": 141.0},
+        {**GOOD, "max_rhat": 1.0111, "min_ess_bulk": 842.0, "min_ess_tail": 829.0},
+        {**GOOD, "max_rhat": 1.0547, "min_ess_bulk": 77.0, "divergences": 46},
+        {**GOOD, "max_rhat": 1.1213, "min_ess_bulk": 27.0, "divergences": 3},
+        GOOD,
+    ]
+    calls, attempts, (result, _) = _ladder([False] * 4 + [True], details)
+    assert [a.remedy for a in attempts] == [
+        "none", "longer", "parameterization", "target_accept", "longer_from_best"
+    ]  # fmt: skip
+    assert result == 4 and attempts[4].reported
+    settings, priors = calls[4]
+    assert (settings.draws, settings.tune, settings.target_accept) == (400, 200, 0.95)
+    assert priors.parameterization == "non_centred"
+
+
+def test_the_attempt_closest_to_the_bar_weighs_r_hat_and_ess_misses_alike() -> None:
+    """R-hat 1.0111 with ESS 842 misses by 0.11 (in units of 0.01 above 1.01); R-hat 1.008 with
+    ESS 141 misses by 0.65 of the 400 needed: the first is reported."""
+    details = [
+        {**GOOD, "max_rhat": 1.008, "min_ess_tail": 141.0},
+        {**GOOD, "max_rhat": 1.0111, "min_ess_bulk": 842.0},
+    ]
+    _, attempts, (result, _) = _ladder([False] * 5, details + [{**GOOD, "divergences": 1}] * 3)
+    assert result == 1 and [a.reported for a in attempts][:2] == [False, True]
