@@ -211,6 +211,16 @@ def _chi2_sf(x, df):
 @nb.njit(cache=True)
 def _logrank_p(order, t, e, group, mask):
     """k-group log-rank P (groups: codes 0..3 of the subset that occur)."""
+    chisq, dof = logrank_chisq(order, t, e, group, mask)
+    if dof < 1 or not math.isfinite(chisq):
+        return np.nan
+    return _chi2_sf(max(chisq, 0.0), dof)
+
+
+@nb.njit(cache=True)
+def logrank_chisq(order, t, e, group, mask):
+    """k-group log-rank chi-square and its degrees of freedom (groups: codes 0..3 of the
+    subset that occur; ``order`` sorts ``t``); dof 0 when fewer than two groups occur."""
     present = np.zeros(4, np.int64)
     for i in range(t.size):
         if mask[i]:
@@ -222,7 +232,7 @@ def _logrank_p(order, t, e, group, mask):
             levels[k] = g
             k += 1
     if k < 2:
-        return np.nan
+        return np.nan, 0
     slot = np.full(4, -1, np.int64)
     for q in range(k):
         slot[levels[q]] = q
@@ -272,9 +282,7 @@ def _logrank_p(order, t, e, group, mask):
     chisq = 0.0
     for q in range(mdim):
         chisq += b[q] * x[q]
-    if not math.isfinite(chisq):
-        return np.nan
-    return _chi2_sf(max(chisq, 0.0), mdim)
+    return chisq, mdim
 
 
 @nb.njit(cache=True)
