@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.paper.published import load_published
@@ -13,10 +14,12 @@ from analysis.reconstruction import generative as gm
 from analysis.reconstruction.ensemble import statistic_names
 from analysis.reconstruction.kernel import kernel_targets
 from analysis.reconstruction.member import draw_member, initial_state
+from analysis.reconstruction.plausibility import censoring_logrank_p
 from analysis.reconstruction.sampler import (
     U_CAP,
     ChainSettings,
     KernelTargets,
+    censoring_cost,
     cost_of,
     run,
     seed_numba,
@@ -130,3 +133,79 @@ def test_local_moves_and_model_draws_leave_the_same_law(paper) -> None:
     a = _mean_loglik(spec, kernel, local, 1)
     b = _mean_loglik(spec, kernel, draws, 1)
     assert a == pytest.approx(b, abs=15.0)
+
+
+# --------------------------------------------------------------------------- censoring term
+
+
+def _censoring_frame(state) -> pd.DataFrame:
+    """The columns the plausibility report's censoring log-rank reads."""
+    X = state.X
+    return pd.DataFrame(
+        {
+            "tma": X[:, gm.C_TMA],
+            "beta_catenin": np.where(state.tma, X[:, gm.C_BCAT], np.nan),
+            "igf1r": np.where(state.tma, X[:, gm.C_IGF], np.nan),
+            "followup_months": state.fu,
+            "vital_status": [gm.STATUS_NAMES[int(v)] for v in state.status],
+        }
+    )
+
+
+def _separated_state(spec, seed: int):
+    """A start whose beta-catenin-high TMA patients are the shortest-followed, censored ones:
+    marker-dependent censoring with the published group sizes."""
+    state, _cov, r2_mean, prevalence = initial_state(spec, np.random.default_rng(seed))
+    tma = np.flatnonzero(state.tma)
+    n_high = int(state.X[tma, gm.C_BCAT].sum())
+    censored_first = tma[np.lexsort((state.fu[tma], state.status[tma] == gm.DEAD_DISEASE))]
+    state.X[tma, gm.C_BCAT] = 0.0
+    state.X[censored_first[:n_high], gm.C_BCAT] = 1.0
+    return state, r2_mean, prevalence
+
+
+def _censoring_cost(state, term: np.ndarray) -> float:
+    dss_e = state.dss_event()
+    X = state.X
+    return censoring_cost(state.fu, dss_e, state.tma, X[:, gm.C_BCAT], X[:, gm.C_IGF], term)
+
+
+def test_censoring_term_charges_the_reports_logrank_beyond_its_free_quantile(paper) -> None:
+    from scipy.stats import chi2
+
+    _published, spec, _kernel = paper
+    state, _r2, _prev = _separated_state(spec, 3)
+    frame = _censoring_frame(state)
+    p = {m: censoring_logrank_p(frame, m) for m in ("beta_catenin", "igf1r")}
+    assert p["beta_catenin"] < 0.001  # the separated start is rejected by the report's check
+    stat = {m: float(chi2.isf(v, 1)) for m, v in p.items()}
+    # free below the chi-square of P = 1 (zero), the formula beyond: the same log-rank
+    got = _censoring_cost(state, np.array([1.0, 0.0, 1.0]))
+    assert got == pytest.approx(sum(math.log1p(x * x) for x in stat.values()), rel=1e-6)
+    free = ChainSettings().censoring_term()
+    assert free[1] == pytest.approx(chi2.isf(0.1, 1))
+    beyond = [x for x in stat.values() if x > free[1]]
+    want = sum(math.log1p(((x - free[1]) / free[2]) ** 2) for x in beyond)
+    assert _censoring_cost(state, free) == pytest.approx(want, rel=1e-6) and want > 0
+    assert _censoring_cost(state, np.array([0.0, free[1], free[2]])) == 0.0
+
+
+def test_the_chain_undoes_marker_dependent_censoring(paper) -> None:
+    """From a start with every beta-catenin-high patient among the shortest censored
+    follow-ups (rejected by the report's log-rank), a chain that may only exchange markers,
+    with the kernel off and the markers' hazard ratios at 1 (the likelihood indifferent), ends
+    with a censoring log-rank that is not rejected and no penalty left."""
+    _published, spec, _kernel = paper
+    empty = KernelTargets(*(np.zeros(0, np.int64),) * 2, *(np.zeros(0),) * 6)
+    state, r2_mean, prevalence = _separated_state(spec, 3)
+    for name in ("rec_beta_catenin", "rec_igf1r", "death_beta_catenin", "death_igf1r"):
+        state.theta[gm.THETA_INDEX[name]] = 0.0
+    settings = ChainSettings(
+        anneal=0, hold=3000, beta_start=30.0, beta_end=30.0, theta_every=0,
+        move_weights={"swap_marker": 1.0},
+    )  # fmt: skip
+    low, high = spec.followup_range
+    result = run(state, empty, settings, 5, low, high, prevalence, r2_mean, trace_every=0)
+    assert result.penalty == pytest.approx(_censoring_cost(state, settings.censoring_term()))
+    assert result.penalty < 0.5
+    assert censoring_logrank_p(_censoring_frame(state), "beta_catenin") >= 0.05
