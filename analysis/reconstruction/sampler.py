@@ -303,7 +303,12 @@ def censoring_cost(fu, dss_e, tma, bcat, igf, term):
 
 
 @nb.njit(cache=True)
-def _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, cens, met):
+def _censoring_cost(X, tma, fu, dss_e, cens):
+    return censoring_cost(fu, dss_e, tma, X[:, gm.C_BCAT], X[:, gm.C_IGF], cens)
+
+
+@nb.njit(cache=True)
+def _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, met):
     stats = statistics_vector(
         rec_t,
         rec_type,
@@ -316,8 +321,7 @@ def _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, cens, met):
         X[:, gm.C_ADJ],
         r0r1,
     )
-    cost = kernel_cost(stats, tg[0], tg[1], tg[2], tg[3], tg[4], tg[5], tg[6], tg[7], met)
-    return cost + censoring_cost(fu, dss_e, tma, X[:, gm.C_BCAT], X[:, gm.C_IGF], cens)
+    return kernel_cost(stats, tg[0], tg[1], tg[2], tg[3], tg[4], tg[5], tg[6], tg[7], met)
 
 
 @nb.njit(cache=True)
@@ -396,7 +400,9 @@ def run_chain(
     ll_new = np.zeros(n)
     ll_total = gm.total_loglik(theta, X, rec_type, rec_t, fu, status, ll)
     lprior = gm.log_prior(theta, prior_mean, prior_sd, prior_uniform)
-    cost = _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, cens, met)
+    k_cost = _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, met)
+    c_cost = _censoring_cost(X, tma, fu, dss_e, cens)
+    cost = k_cost + c_cost
     theta_acc = 0
     theta_prop = 0
     # backups of two patients' states
@@ -583,15 +589,21 @@ def run_chain(
         if j >= 0:
             lj = gm.patient_loglik(theta, X[j], rec_type[j], rec_t[j], fu[j], status[j])
         d_lik = li - ll[i] + (lj - ll[j] if j >= 0 else 0.0)
-        new_cost = cost
+        new_k = k_cost
+        new_c = c_cost
         if stats_change:
-            new_cost = _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, cens, met)
+            new_k = _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, met)
+            if tma[i] or (j >= 0 and tma[j]):  # the censoring term sees TMA patients only
+                new_c = _censoring_cost(X, tma, fu, dss_e, cens)
+        new_cost = new_k + new_c
         log_a = -beta * (new_cost - cost) + log_extra
         if not lik_cancels:
             log_a += d_lik
         if math.isfinite(d_lik) and math.log(np.random.random()) < log_a:
             accepted[move] += 1
             cost = new_cost
+            k_cost = new_k
+            c_cost = new_c
             ll_total += d_lik
             ll[i] = li
             if j >= 0:
@@ -608,7 +620,8 @@ def run_chain(
                 X[p, :] = b_x[k, :]
                 r0r1[p] = b_r[k]
     ll_total = gm.total_loglik(theta, X, rec_type, rec_t, fu, status, ll)
-    cost = _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, cens, met)
+    cost = _stats_cost(X, tma, r0r1, rec_type, rec_t, fu, dss_e, tg, met)
+    cost += _censoring_cost(X, tma, fu, dss_e, cens)
     return cost, ll_total, theta_acc, theta_prop
 
 
