@@ -220,8 +220,7 @@ def graph_fingerprint(outputs: list[Any]) -> str:
         if var not in ids:
             ids[var] = len(ids)
             if isinstance(var, Constant):
-                data = np.asarray(var.data)
-                desc = f"const {var.type} {data.dtype} {data.shape} {data.tobytes().hex()}"
+                desc = f"const {var.type} {_constant_text(var.data)}"
             elif isinstance(var, SharedVariable):
                 desc = f"shared {var.name} {var.type}"
             else:
@@ -236,6 +235,16 @@ def graph_fingerprint(outputs: list[Any]) -> str:
         h.update(f"{type(node.op).__qualname__}[{_op_text(node.op)}]({args})->{outs}\n".encode())
     h.update((",".join(ref(v) for v in outputs)).encode())
     return h.hexdigest()
+
+
+def _constant_text(value: Any) -> str:
+    """A constant's dtype, shape and value. Bytes for numbers; ``repr`` for objects (e.g.
+    PyTensor's ``NoneConst``), whose bytes are addresses that change from process to process
+    and would give the same model a new key in every run."""
+    data = np.asarray(value)
+    if data.dtype.hasobject:
+        return f"{data.dtype} {data.shape} {data.tolist()!r}"
+    return f"{data.dtype} {data.shape} {data.tobytes().hex()}"
 
 
 def _op_text(op: Any) -> str:

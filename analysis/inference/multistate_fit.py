@@ -23,7 +23,8 @@ Outputs of a registry fit (``reports/fits/<name>.nc``, ArviZ InferenceData):
   events, which effects are free). There is no ``log_likelihood`` group: the collapsed
   likelihood has no per-patient terms.
 
-Compilation: one nutpie compilation per fit (the registry has one illness-death fit); the data
+Compilation: one nutpie compilation per structure, kept in the disk cache of compiled models
+(:func:`analysis.inference.compile_cache.compile_cached`), so a later run loads it; the data
 are ``pm.Data``, so a refit of the same structure could swap them with ``with_data``.
 """
 
@@ -42,9 +43,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from analysis.inference.compile_cache import compile_cached
 from analysis.inference.engine import (
     SamplerSettings,
-    compile_nutpie,
     nutpie_sample,
     sampler_attrs,
 )
@@ -107,7 +108,7 @@ def fit_multistate(
     names = stored_names(model)
     t0 = time.perf_counter()
     if compiled is None:
-        compiled = compile_nutpie(model, names)
+        compiled = compile_cached(model, "multistate", var_names=names).model
     t1 = time.perf_counter()
     trace = nutpie_sample(compiled, settings)
     t2 = time.perf_counter()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -46,6 +49,25 @@ def test_key_ignores_data_values_but_not_the_model(monkeypatch: pytest.MonkeyPat
     before = _key(base)
     monkeypatch.setattr(compile_cache, "version", lambda package: "0.0-other")
     assert _key(base) != before  # another library version
+
+
+def test_key_is_the_same_in_every_process() -> None:
+    """A ``None`` constant (as a random variable's ``size``; the imputed models have one) is
+    keyed by its value, not by its bytes (an address that changes from process to process:
+    the imputed structure then got a new key, and a 50 s compile, in every run)."""
+    code = (
+        "import pytensor.tensor as pt\n"
+        "from analysis.inference.compile_cache import graph_fingerprint\n"
+        "print(graph_fingerprint([pt.random.normal(0, 1)]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(keys) == 1
 
 
 def test_cache_dir_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
