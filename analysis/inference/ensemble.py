@@ -2,7 +2,7 @@
 
 The stacked fits of ``vlms fit`` (the complete-case registry models on every member of the
 reconstruction ensemble, and the prior sensitivity refits; the cohort's own registry fits run one
-by one, :func:`analysis.inference.runner.run_cohort_registry`) are
+by one, :func:`analysis.inference.runner.fit_cohort`) are
 :class:`~analysis.inference.batches.FitJob`\\ s.
 They are packed into batches per structure (:func:`analysis.inference.batches.plan_batches`) and
 sampled side by side: in forked worker processes (each structure compiled once, in the parent,

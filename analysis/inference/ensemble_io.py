@@ -104,6 +104,23 @@ def write_members(
         mix.to_netcdf(str(tmp), engine="h5netcdf")
 
 
+def clear_members(out_dir: Path, names: Sequence[str]) -> list[Path]:
+    """Remove the ensemble files (``ensemble/<name>.nc``, ``.members.csv``, ``pooled/<name>.nc``)
+    of models ``names``: a run that fits them on the cohort only must not leave an earlier run's
+    members behind for ``vlms diagnose`` and ``vlms compare`` to read. Returns what it removed."""
+    removed = []
+    for name in names:
+        for path in (
+            ensemble_dir(out_dir) / f"{name}.nc",
+            ensemble_dir(out_dir) / f"{name}.members.csv",
+            pooled_dir(out_dir) / f"{name}.nc",
+        ):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def load_pooled(out_dir: Path, name: str) -> xr.Dataset | None:
     """``pooled/<name>.nc`` (loaded into memory), or None."""
     path = pooled_dir(out_dir) / f"{name}.nc"

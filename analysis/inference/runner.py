@@ -4,7 +4,7 @@ prior sensitivity refits in batches of stacked models (:mod:`analysis.inference.
 Outputs (``<out_dir>/fits/``):
 
 * ``<name>.nc``, ``<name>.summary.csv``: each registry model on the cohort (``--cohort``),
-  fitted one by one, each structure compiled once (:func:`run_cohort_registry`), imputed fits
+  fitted one by one, each structure compiled once (:func:`fit_cohort`), imputed fits
   included;
 * ``fit_log.csv``: per registry model on the cohort, compile and sampling seconds, ESS per second;
   ``batch_log.csv``: every stacked batch sampled (structure, size, seed, draws, timings);
@@ -42,7 +42,7 @@ from analysis.inference.engine import (
     structure_key,
 )
 from analysis.inference.ensemble import JobResult, RunResult, run_jobs
-from analysis.inference.ensemble_io import member_key, stack_members, write_members
+from analysis.inference.ensemble_io import clear_members, member_key, stack_members, write_members
 from analysis.inference.kinds import resolve_kind
 from analysis.inference.registry import REGISTRY, FitSpec
 from analysis.inference.sensitivity import TABLE2_FITS, sensitivity_jobs, sensitivity_table
@@ -141,9 +141,10 @@ def run_registry(
     draws: int | None = None,
     tune: int | None = None,
 ) -> RegistryRun:
-    """Fit ``specs`` (default: the registry) on ``df`` (:func:`run_cohort_registry`, with
-    ``settings``), then the prior sensitivity refits and every member's fits in stacked batches
-    (``draws``/``tune`` override the stacked defaults); write the outputs.
+    """Fit ``specs`` (default: the registry) on ``df`` (:func:`fit_cohort`, with ``settings``),
+    then the prior sensitivity refits and every member's fits in stacked batches
+    (``draws``/``tune`` override the stacked defaults); write the outputs, and remove the
+    ensemble files of the models fitted on the cohort only this time (:func:`clear_members`).
 
     Nothing is sampled if any cohort cannot inform a model (``VlmsInputError``).
     """
@@ -152,15 +153,14 @@ def run_registry(
     jobs = registry_jobs(specs, df, source, members, ensemble_source)
     only = cohort_only(specs, df, members) if members else []
     fits_dir = Path(out_dir) / "fits"
-    entries = run_cohort_registry(
-        df, out_dir, settings, specs, log=log, workers=workers, source=source
-    )
+    entries = fit_cohort(specs, df, fits_dir, settings, log=log, workers=workers)
     if only:
         log(
             f"fitted on the cohort only (imputed covariates; the stacked ensemble fits take "
             f"complete cases): {', '.join(only)}"
         )
     ensemble_specs = [s for s in specs if s.name not in only] if members else []
+    clear_members(out_dir, [s.name for s in specs if s not in ensemble_specs])
     log(
         f"{len(jobs)} stacked fits"
         + (f": {len(ensemble_specs)} models on {len(members)} reconstructions" if members else "")
@@ -187,30 +187,25 @@ def run_registry(
     return RegistryRun(entries, run, len(members), only)
 
 
-def run_cohort_registry(
+def fit_cohort(
+    specs: Sequence[FitSpec],
     df: pd.DataFrame,
-    out_dir: Path,
+    fits_dir: Path,
     settings: SamplerSettings,
-    specs: Sequence[FitSpec] | None = None,
+    *,
     log: Callable[[str], None] = print,
     workers: int = 2,
-    source: str = "cohort",
 ) -> list[LogEntry]:
-    """Fit ``specs`` (default: the whole registry) on the cohort ``df``, one fit at a time with
-    ``settings`` (imputed fits included); write the outputs.
+    """Fit ``specs`` on the cohort ``df`` (checked already by :func:`registry_jobs`), one fit at
+    a time with ``settings`` (imputed fits included); write the outputs into ``fits_dir``.
 
     Models are grouped by structure; each group compiles its structure once and refits it with
     new data. Groups run in up to ``workers`` processes side by side (compilation is
     single-threaded, so two structures compile at once on two cores). Each model's seed depends
     only on the base seed and its name, so the results do not depend on the grouping.
-    Returns the fit log (registry order). Raises ``VlmsInputError`` (``source`` names the
-    cohort file) before fitting anything if a model cannot be informed by the data.
+    Returns the fit log (registry order).
     """
-    specs = list(REGISTRY if specs is None else specs)
-    fits_dir = Path(out_dir) / "fits"
     datas = {s.name: spec_data(s, df) for s in specs}
-    for spec in specs:
-        check_spec_data(spec, datas[spec.name], source)
     groups: dict[tuple, list[tuple[int, FitSpec]]] = {}
     for i, spec in enumerate(specs, start=1):
         key = structure_key(spec.builder, datas[spec.name], spec.priors)

@@ -353,3 +353,20 @@ def test_missing_default_ensemble_is_said_plainly(tmp_path: Path, monkeypatch) -
     (tmp_path / "data" / "cohorts.csv").write_text("x\n")
     assert fit_command.ensemble_skipped(args()) == ""
     assert fit_command.ensemble_path(args()) == tmp_path / "data" / "cohorts.csv"
+
+
+def test_a_cohort_only_run_removes_earlier_member_files(tmp_path: Path) -> None:
+    """The ensemble files of a model fitted on the cohort only this time go (an earlier run's
+    members would otherwise show in ``vlms diagnose``); other models' files stay."""
+    from analysis.inference.ensemble_io import clear_members, ensemble_dir, pooled_dir
+
+    for folder in (ensemble_dir(tmp_path), pooled_dir(tmp_path)):
+        folder.mkdir(parents=True)
+    for name in ("a", "b"):
+        (ensemble_dir(tmp_path) / f"{name}.nc").write_bytes(b"x")
+        (ensemble_dir(tmp_path) / f"{name}.members.csv").write_text("reconstruction\n1\n")
+        (pooled_dir(tmp_path) / f"{name}.nc").write_bytes(b"x")
+    removed = clear_members(tmp_path, ["a", "c"])
+    assert sorted(p.name for p in removed) == ["a.members.csv", "a.nc", "a.nc"]
+    assert sorted(p.name for p in ensemble_dir(tmp_path).iterdir()) == ["b.members.csv", "b.nc"]
+    assert [p.name for p in pooled_dir(tmp_path).iterdir()] == ["b.nc"]
