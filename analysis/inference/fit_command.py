@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -192,6 +193,12 @@ def _run_registry(args: argparse.Namespace, settings: Any) -> int:
         + f" ({settings.sampler}, seed {settings.seed})"
     )
     out = Path(args.out_dir)
+    multistate = functools.partial(
+        run_multistate_registry, df, out, settings, ms_specs, log=_log, source=str(args.cohort)
+    )
+    if specs and ms_specs and members:
+        names = ", ".join(s.name for s in ms_specs)
+        _log(f"vlms fit: multi-state fits on the cohort only ({names})")
     result = (
         run_registry(
             df,
@@ -206,18 +213,14 @@ def _run_registry(args: argparse.Namespace, settings: Any) -> int:
             ensemble_source=str(ens),
             draws=args.draws,
             tune=args.tune,
+            also=[multistate] if ms_specs else [],
         )
         if specs
         else RegistryRun([], RunResult({}, [], {}, 0.0), len(members))
     )
     entries = list(result.entries)
-    if ms_specs:
-        if members:
-            names = ", ".join(s.name for s in ms_specs)
-            _log(f"vlms fit: multi-state fits on the cohort only ({names})")
-        entries += run_multistate_registry(
-            df, out, settings, ms_specs, log=_log, source=str(args.cohort)
-        )
+    if ms_specs and not specs:  # else fitted beside the cohort's registry fits
+        entries += multistate()
         write_fit_log(entries, out / "fits")
     run = result.run
     cohort_compile = sum(e.compile_seconds for e in entries)

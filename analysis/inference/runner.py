@@ -20,6 +20,7 @@ Outputs (``<out_dir>/fits/``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -140,9 +141,11 @@ def run_registry(
     ensemble_source: str = "",
     draws: int | None = None,
     tune: int | None = None,
+    also: Sequence[Callable[[], list[LogEntry]]] = (),
 ) -> RegistryRun:
-    """Fit ``specs`` (default: the registry) on ``df`` (:func:`fit_cohort`, with ``settings``),
-    then the prior sensitivity refits and every member's fits in stacked batches
+    """Fit ``specs`` (default: the registry) on ``df`` (:func:`fit_cohort`, with ``settings``,
+    side by side with the tasks ``also``: e.g. the multi-state fits, whose log entries join the
+    fit log), then the prior sensitivity refits and every member's fits in stacked batches
     (``draws``/``tune`` override the stacked defaults); write the outputs, and remove the
     ensemble files of the models fitted on the cohort only this time (:func:`clear_members`).
 
@@ -153,7 +156,7 @@ def run_registry(
     jobs = registry_jobs(specs, df, source, members, ensemble_source)
     only = cohort_only(specs, df, members) if members else []
     fits_dir = Path(out_dir) / "fits"
-    entries = fit_cohort(specs, df, fits_dir, settings, log=log, workers=workers)
+    entries = fit_cohort(specs, df, fits_dir, settings, log=log, workers=workers, also=also)
     if only:
         log(
             f"fitted on the cohort only (imputed covariates; the stacked ensemble fits take "
@@ -195,27 +198,36 @@ def fit_cohort(
     *,
     log: Callable[[str], None] = print,
     workers: int = 2,
+    also: Sequence[Callable[[], list[LogEntry]]] = (),
 ) -> list[LogEntry]:
     """Fit ``specs`` on the cohort ``df`` (checked already by :func:`registry_jobs`), one fit at
     a time with ``settings`` (imputed fits included); write the outputs into ``fits_dir``.
 
     Models are grouped by structure; each group compiles its structure once and refits it with
-    new data. Groups run in up to ``workers`` processes side by side (compilation is
-    single-threaded, so two structures compile at once on two cores). Each model's seed depends
-    only on the base seed and its name, so the results do not depend on the grouping.
-    Returns the fit log (registry order).
+    new data. Groups, and the tasks ``also`` (each returning its fit-log entries), run in up to
+    ``workers`` processes side by side (compilation is single-threaded, so two structures
+    compile at once on two cores). Each model's seed depends only on the base seed and its
+    name, so the results do not depend on the grouping. Returns the fit log (registry order,
+    then the entries of ``also``), also written to ``fits_dir/fit_log.csv``.
     """
     datas = {s.name: spec_data(s, df) for s in specs}
     groups: dict[tuple, list[tuple[int, FitSpec]]] = {}
     for i, spec in enumerate(specs, start=1):
         key = structure_key(spec.builder, datas[spec.name], spec.priors)
         groups.setdefault(key, []).append((i, spec))
-    jobs = [(g, datas, len(specs), fits_dir, settings, log) for g in groups.values()]
-    results = fork_starmap(_fit_group, jobs, workers)
+    tasks = [
+        (functools.partial(_fit_group, g, datas, len(specs), fits_dir, settings, log),)
+        for g in groups.values()
+    ]
+    results = fork_starmap(_run_task, [*tasks, *((task,) for task in also)], workers)
     order = {s.name: i for i, s in enumerate(specs)}
-    entries = sorted((e for r in results for e in r), key=lambda e: order[e.name])
+    entries = sorted((e for r in results for e in r), key=lambda e: order.get(e.name, len(order)))
     write_fit_log(entries, fits_dir)
     return entries
+
+
+def _run_task(task: Callable[[], list[LogEntry]]) -> list[LogEntry]:
+    return task()
 
 
 def write_fit_log(entries: Sequence[LogEntry], fits_dir: Path) -> None:

@@ -94,24 +94,28 @@ def test_missing_drop_fits_complete_cases(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def registry_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two registry models on a cohort and on a stand-in ensemble of 3 members (nutpie, the
-    default draws: every fit must meet the bar)."""
+    """Two registry models on a cohort and on a stand-in ensemble of 3 members, and the
+    illness-death fit beside the cohort's fits (nutpie, the default draws: every fit must meet
+    the bar)."""
     root = tmp_path_factory.mktemp("registry")
     cohort = root / "cohort.csv"
     make_cohort_frame(n=63, seed=4).to_csv(cohort, index=False)
     ensemble = write_ensemble(root / "cohorts.csv", members=3, seed=10)
     out = root / "reports"
     args = ["fit", "--cohort", str(cohort), "--ensemble", str(ensemble), "--out-dir", str(out)]
-    assert main([*args, "--only", "dss_overall,dss_radiation"]) == 0
+    assert main([*args, "--only", "dss_overall,dss_radiation,illness_death"]) == 0
     return out
 
 
 def test_registry_outputs(registry_run: Path) -> None:
     fits = registry_run / "fits"
-    assert sorted(p.name for p in fits.glob("*.nc")) == ["dss_overall.nc", "dss_radiation.nc"]
+    names = ["dss_overall.nc", "dss_radiation.nc", "illness_death.nc"]
+    assert sorted(p.name for p in fits.glob("*.nc")) == names
     log = pd.read_csv(fits / "fit_log.csv")
     assert set(log.columns) >= {"name", "compile_seconds", "sampling_seconds", "ess_per_second"}
-    assert list(log["name"]) == ["dss_radiation", "dss_overall"]  # the cohort fits, registry order
+    # the cohort fits in registry order, then the multi-state fit (sampled beside them)
+    assert list(log["name"]) == ["dss_radiation", "dss_overall", "illness_death"]
+    assert not (fits / "ensemble" / "illness_death.nc").exists()  # on the cohort only
     batches = pd.read_csv(fits / "batch_log.csv")
     assert batches["fits"].sum() >= 2 * 3  # stacked: two models on three members
     summary = pd.read_csv(fits / "dss_radiation.summary.csv", index_col=0)
