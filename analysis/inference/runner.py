@@ -300,14 +300,16 @@ def _fit_group(
             "description": spec.description,
             "base_seed": settings.seed,
         }
-        result, compiled = fit_model(
+        result, compiled, attempts = _fit_with_ladder(
             data,
-            kind=spec.builder,
-            priors=spec.priors,
-            settings=seeded,
-            compiled=compiled,
-            attrs=attrs,
+            spec,
+            seeded,
+            compiled,
+            attrs,
+            log=lambda line, i=i, spec=spec: log(f"[{i}/{total}] {spec.name}: {line}"),
         )
+        if len(attempts) > 1:
+            result.idata.posterior.attrs["remedies"] = "; ".join(a.summary() for a in attempts)
         entry, ok = record_fit(
             result.idata,
             fits_dir,
@@ -327,6 +329,35 @@ def _fit_group(
             f"bar {'met' if ok else 'MISSED'}"
         )
     return entries
+
+
+def _fit_with_ladder(
+    data: FitData,
+    spec: FitSpec,
+    settings: SamplerSettings,
+    compiled: Compiled | None,
+    attrs: dict[str, Any],
+    log: Callable[[str], None],
+) -> tuple[Any, Compiled | None, list[Any]]:
+    """Fit one registry model on the cohort; refit with the remedies of ``vlms fit --data``
+    (:mod:`analysis.inference.remedies`) while it misses the sampling bar. Returns the reported
+    result, the structure compiled for ``spec.priors`` (kept for the group's next model) and
+    every attempt."""
+    from analysis.inference import diagnostics
+    from analysis.inference.remedies import fit_with_remedies
+
+    def run(s: SamplerSettings, p: Any) -> Any:
+        nonlocal compiled
+        result, c = fit_model(data, kind=spec.builder, priors=p, settings=s, compiled=compiled,
+                              attrs=attrs)  # fmt: skip
+        if p == spec.priors:  # another parameterisation compiles its own structure
+            compiled = c
+        return result
+
+    result, attempts = fit_with_remedies(
+        run, lambda r: diagnostics.passes_bar(r.idata), settings, spec.priors, log=log
+    )
+    return result, compiled, attempts
 
 
 def _member_results(

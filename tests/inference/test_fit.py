@@ -374,3 +374,36 @@ def test_a_cohort_only_run_removes_earlier_member_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in removed) == ["a.members.csv", "a.nc", "a.nc"]
     assert sorted(p.name for p in ensemble_dir(tmp_path).iterdir()) == ["b.members.csv", "b.nc"]
     assert [p.name for p in pooled_dir(tmp_path).iterdir()] == ["b.nc"]
+
+
+def test_a_registry_fit_that_misses_the_bar_is_refitted_with_the_remedies(monkeypatch) -> None:
+    """The cohort's registry fits take the remedy ladder of ``vlms fit --data``: on the new
+    ensemble's member 22, ``dss_beta_catenin`` had 1 divergence in 4,000 draws and stopped
+    ``make fit`` (``diagnose --strict``). Here the first attempt is made to miss the bar with a
+    divergence: the fit is refitted at target acceptance 0.99 with the same compiled structure,
+    and the reported result is the refit."""
+    from analysis.inference import diagnostics, runner
+    from analysis.inference.engine import SamplerSettings
+    from analysis.inference.registry import REGISTRY
+
+    spec = next(s for s in REGISTRY if s.name == "dss_beta_catenin")
+    data = spec_data(spec, validate_cohort(make_cohort_frame(n=63, seed=4), "x"))
+    calls: list[int] = []
+
+    def first_misses(idata, summary=None):  # the real diagnostics; the verdict by attempt
+        _, details = real(idata, summary)
+        calls.append(1)
+        return len(calls) > 1, {**details, "divergences": 0 if len(calls) > 1 else 1}
+
+    real = diagnostics.passes_bar
+    monkeypatch.setattr(diagnostics, "passes_bar", first_misses)
+    settings = SamplerSettings(draws=100, tune=100, chains=2, seed=5, progress=False)
+    lines: list[str] = []
+    result, compiled, attempts = runner._fit_with_ladder(
+        data, spec, settings, None, {"model_name": spec.name}, lines.append
+    )
+    assert [a.remedy for a in attempts] == ["none", "target_accept"]
+    assert attempts[1].target_accept == 0.99 and attempts[1].reported
+    assert float(result.idata.posterior.attrs["target_accept"]) == 0.99
+    assert compiled is not None and compiled.uses == 2  # one structure for both attempts
+    assert lines == ["sampling bar missed; refitting with target acceptance 0.99"]
