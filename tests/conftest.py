@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,15 @@ import pandas as pd
 import pytest
 
 from analysis.cohort import COLUMNS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C at Python's default in the test process (and each xdist worker), whatever it
+    inherited: a background job of a non-interactive shell (``make test &`` in a script, some CI
+    runners) starts with SIGINT ignored, and the signal-handling tests would then test the
+    inherited disposition, not the code (8 of them failed so on a fresh clone)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def make_cohort_frame(n: int = 40, seed: int = 0, tma_fraction: float = 0.5) -> pd.DataFrame:
