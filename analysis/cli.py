@@ -234,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         "miss)",
     )
     p.add_argument(
+        "--no-remedies",
+        action="store_true",
+        help="report the first attempt as it is: no refit of a fit that misses the sampling bar "
+        "(default: the remedies above; registry: also the members' refits); for quick looks",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         help="write the InferenceData (NetCDF) here, for vlms diagnose/report --fit "

@@ -214,6 +214,7 @@ def _run_registry(args: argparse.Namespace, settings: Any) -> int:
             draws=args.draws,
             tune=args.tune,
             also=[multistate] if ms_specs else [],
+            remedies=not args.no_remedies,
         )
         if specs
         else RegistryRun([], RunResult({}, [], {}, 0.0), len(members))
@@ -371,7 +372,7 @@ def _run_csv(args: argparse.Namespace, settings: Any, imports: float = 0.0) -> i
     from analysis.inference.engine import add_log_likelihood, add_prior, fit_model
     from analysis.inference.fit_report import covariate_notes, csv_results, format_results
     from analysis.inference.fits_io import write_outputs
-    from analysis.inference.remedies import fit_with_remedies
+    from analysis.inference.remedies import fit_with_remedies, ladder
     from models.priors import Priors
 
     timings = {"imports": imports}
@@ -448,7 +449,12 @@ def _run_csv(args: argparse.Namespace, settings: Any, imports: float = 0.0) -> i
         return result, verdict
 
     (result, (ok, details)), attempts = fit_with_remedies(
-        run, lambda fitted: fitted[1], settings, priors, log=lambda line: _log(f"vlms fit: {line}")
+        run,
+        lambda fitted: fitted[1],
+        settings,
+        priors,
+        remedies=ladder(not args.no_remedies),
+        log=lambda line: _log(f"vlms fit: {line}"),
     )
     timings.update(steps)
     shown = next(a for a in attempts if a.reported)

@@ -190,7 +190,7 @@ def run_multistate_csv(args: argparse.Namespace, settings: Any, unit: str = "mon
         fit_multistate,
         sample_prior,
     )
-    from analysis.inference.remedies import fit_with_remedies
+    from analysis.inference.remedies import fit_with_remedies, ladder
     from models.priors import Priors
 
     file = str(args.data)
@@ -222,7 +222,12 @@ def run_multistate_csv(args: argparse.Namespace, settings: Any, unit: str = "mon
         return result, diagnostics.passes_bar(result.idata, summary)
 
     (result, (ok, details)), attempts = fit_with_remedies(
-        run, lambda fitted: fitted[1], settings, priors, log=lambda line: _log(f"vlms fit: {line}")
+        run,
+        lambda fitted: fitted[1],
+        settings,
+        priors,
+        remedies=ladder(not args.no_remedies),
+        log=lambda line: _log(f"vlms fit: {line}"),
     )
     shown = next(a for a in attempts if a.reported)
     used = dataclasses.replace(

@@ -134,6 +134,12 @@ def attempt_line(a: dict[str, Any]) -> str:
     )
 
 
+def ladder(enabled: bool = True) -> tuple[Remedy, ...]:
+    """The remedies a fit that misses the bar walks: :data:`REMEDIES`, or none (``vlms fit
+    --no-remedies``, ``vlms validate --no-remedies``: the first attempt is reported as it is)."""
+    return REMEDIES if enabled else ()
+
+
 def fit_with_remedies(
     run: Callable[[Any, Priors], T],
     check: Callable[[T], tuple[bool, dict[str, Any]]],

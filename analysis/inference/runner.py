@@ -42,7 +42,7 @@ from analysis.inference.engine import (
     save_idata,
     structure_key,
 )
-from analysis.inference.ensemble import JobResult, RunResult, run_jobs
+from analysis.inference.ensemble import MAX_ATTEMPTS, JobResult, RunResult, run_jobs
 from analysis.inference.ensemble_io import clear_members, member_key, stack_members, write_members
 from analysis.inference.kinds import resolve_kind
 from analysis.inference.registry import REGISTRY, FitSpec
@@ -142,12 +142,15 @@ def run_registry(
     draws: int | None = None,
     tune: int | None = None,
     also: Sequence[Callable[[], list[LogEntry]]] = (),
+    remedies: bool = True,
 ) -> RegistryRun:
     """Fit ``specs`` (default: the registry) on ``df`` (:func:`fit_cohort`, with ``settings``,
     side by side with the tasks ``also``: e.g. the multi-state fits, whose log entries join the
     fit log), then the prior sensitivity refits and every member's fits in stacked batches
     (``draws``/``tune`` override the stacked defaults); write the outputs, and remove the
     ensemble files of the models fitted on the cohort only this time (:func:`clear_members`).
+    A fit that misses the bar is refitted (cohort fits: the remedy ladder; stacked fits: twice
+    the draws) unless ``remedies`` is False.
 
     Nothing is sampled if any cohort cannot inform a model (``VlmsInputError``).
     """
@@ -156,7 +159,9 @@ def run_registry(
     jobs = registry_jobs(specs, df, source, members, ensemble_source)
     only = cohort_only(specs, df, members) if members else []
     fits_dir = Path(out_dir) / "fits"
-    entries = fit_cohort(specs, df, fits_dir, settings, log=log, workers=workers, also=also)
+    entries = fit_cohort(
+        specs, df, fits_dir, settings, log=log, workers=workers, also=also, remedies=remedies
+    )
     if only:
         log(
             f"fitted on the cohort only (imputed covariates; the stacked ensemble fits take "
@@ -171,7 +176,14 @@ def run_registry(
     )
     if jobs:
         run = run_jobs(
-            jobs, settings, draws=draws, tune=tune, workers=workers, scheduler=scheduler, log=log
+            jobs,
+            settings,
+            draws=draws,
+            tune=tune,
+            workers=workers,
+            scheduler=scheduler,
+            log=log,
+            max_attempts=MAX_ATTEMPTS if remedies else 1,
         )
     else:
         run = RunResult({}, [], {}, 0.0)
@@ -199,9 +211,11 @@ def fit_cohort(
     log: Callable[[str], None] = print,
     workers: int = 2,
     also: Sequence[Callable[[], list[LogEntry]]] = (),
+    remedies: bool = True,
 ) -> list[LogEntry]:
     """Fit ``specs`` on the cohort ``df`` (checked already by :func:`registry_jobs`), one fit at
-    a time with ``settings`` (imputed fits included); write the outputs into ``fits_dir``.
+    a time with ``settings`` (imputed fits included; refitted with the remedy ladder while a
+    fit misses the bar, if ``remedies``); write the outputs into ``fits_dir``.
 
     Models are grouped by structure; each group compiles its structure once and refits it with
     new data. Groups, and the tasks ``also`` (each returning its fit-log entries), run in up to
@@ -216,7 +230,7 @@ def fit_cohort(
         key = structure_key(spec.builder, datas[spec.name], spec.priors)
         groups.setdefault(key, []).append((i, spec))
     tasks = [
-        (functools.partial(_fit_group, g, datas, len(specs), fits_dir, settings, log),)
+        (functools.partial(_fit_group, g, datas, len(specs), fits_dir, settings, log, remedies),)
         for g in groups.values()
     ]
     results = fork_starmap(_run_task, [*tasks, *((task,) for task in also)], workers)
@@ -246,13 +260,17 @@ def record_fit(
     events: int,
     n_dropped: int,
     seconds: tuple[float, float],
+    summary: pd.DataFrame | None = None,
 ) -> tuple[LogEntry, bool]:
     """Write ``<name>.nc`` and its diagnostics summary ``<name>.summary.csv``; return the fit's
-    log entry and whether it meets the sampling bar. ``seconds``: compiling and sampling."""
+    log entry and whether it meets the sampling bar. ``seconds``: compiling and sampling;
+    ``summary``: :func:`~analysis.inference.diagnostics.summarize` of ``idata`` if computed
+    already."""
     from analysis.inference import diagnostics
 
     save_idata(idata, fits_dir / f"{name}.nc")
-    summary = diagnostics.summarize(idata)
+    if summary is None:
+        summary = diagnostics.summarize(idata)
     with atomic_path(fits_dir / f"{name}.summary.csv") as tmp:
         summary.to_csv(tmp)
     ok, details = diagnostics.passes_bar(idata, summary)
@@ -279,6 +297,7 @@ def _fit_group(
     fits_dir: Path,
     settings: SamplerSettings,
     log: Callable[[str], None],
+    remedies: bool = True,
 ) -> list[LogEntry]:
     """Fit the models of one structure (compiled once), writing each model's files."""
     compiled: Compiled | None = None
@@ -300,13 +319,14 @@ def _fit_group(
             "description": spec.description,
             "base_seed": settings.seed,
         }
-        result, compiled, attempts = _fit_with_ladder(
+        (result, summary), compiled, attempts = _fit_with_ladder(
             data,
             spec,
             seeded,
             compiled,
             attrs,
             log=lambda line, i=i, spec=spec: log(f"[{i}/{total}] {spec.name}: {line}"),
+            remedies=remedies,
         )
         if len(attempts) > 1:
             result.idata.posterior.attrs["remedies"] = "; ".join(a.summary() for a in attempts)
@@ -320,6 +340,7 @@ def _fit_group(
             events=events,
             n_dropped=data.n_dropped,
             seconds=(result.compile_seconds, result.sampling_seconds),
+            summary=summary,
         )
         entries.append(entry)
         log(
@@ -338,26 +359,32 @@ def _fit_with_ladder(
     compiled: Compiled | None,
     attrs: dict[str, Any],
     log: Callable[[str], None],
-) -> tuple[Any, Compiled | None, list[Any]]:
+    remedies: bool = True,
+) -> tuple[tuple[Any, pd.DataFrame], Compiled | None, list[Any]]:
     """Fit one registry model on the cohort; refit with the remedies of ``vlms fit --data``
     (:mod:`analysis.inference.remedies`) while it misses the sampling bar. Returns the reported
-    result, the structure compiled for ``spec.priors`` (kept for the group's next model) and
-    every attempt."""
+    result with its diagnostics summary, the structure compiled for ``spec.priors`` (kept for
+    the group's next model) and every attempt."""
     from analysis.inference import diagnostics
-    from analysis.inference.remedies import fit_with_remedies
+    from analysis.inference.remedies import fit_with_remedies, ladder
 
-    def run(s: SamplerSettings, p: Any) -> Any:
+    def run(s: SamplerSettings, p: Any) -> tuple[Any, pd.DataFrame]:
         nonlocal compiled
         result, c = fit_model(data, kind=spec.builder, priors=p, settings=s, compiled=compiled,
                               attrs=attrs)  # fmt: skip
         if p == spec.priors:  # another parameterisation compiles its own structure
             compiled = c
-        return result
+        return result, diagnostics.summarize(result.idata)
 
-    result, attempts = fit_with_remedies(
-        run, lambda r: diagnostics.passes_bar(r.idata), settings, spec.priors, log=log
+    fitted, attempts = fit_with_remedies(
+        run,
+        lambda r: diagnostics.passes_bar(r[0].idata, r[1]),
+        settings,
+        spec.priors,
+        remedies=ladder(remedies),
+        log=log,
     )
-    return result, compiled, attempts
+    return fitted, compiled, attempts
 
 
 def _member_results(

@@ -24,15 +24,61 @@ from analysis.core.atomic import atomic_path
 
 DPI = 90
 COLORS = ("#1f4e79", "#c0392b", "#27ae60", "#8e44ad", "#d68910")
-ESTIMATE_STYLES = {
-    "published": ("Published (paper), 95% CI", "s", "#222222"),
-    "summary": ("Prior + published estimate alone, 95% CrI", "^", "#27ae60"),
-    "ensemble_cox": ("Cox across the reconstructions: median, 90% range", "o", "#1f77b4"),
-    "pooled": ("Pooled posterior over the reconstructions, 95% CrI", "D", "#c0392b"),
-    "frequentist": ("Cox on the cohort, 95% CI", "o", "#1f77b4"),
-    "posterior": ("Posterior on the cohort, 95% CrI", "D", "#c0392b"),
-    "selection": ("Selection-adjusted posterior, 95% CrI", "v", "#8e44ad"),
+
+
+@dataclass(frozen=True)
+class EstimateKind:
+    """How one kind of hazard-ratio estimate is drawn in the forest plot, and the comparison
+    row's (estimate, lower, upper) columns it is read from."""
+
+    label: str
+    marker: str
+    color: str
+    columns: tuple[str, str, str]
+
+
+ESTIMATE_KINDS = {
+    "published": EstimateKind(
+        "Published (paper), 95% CI",
+        "s",
+        "#222222",
+        ("published_hr", "published_lower", "published_upper"),
+    ),
+    "summary": EstimateKind(
+        "Prior + published estimate alone, 95% CrI",
+        "^",
+        "#27ae60",
+        ("summary_median", "summary_lower", "summary_upper"),
+    ),
+    "ensemble_cox": EstimateKind(
+        "Cox across the reconstructions: median, 90% range",
+        "o",
+        "#1f77b4",
+        ("ensemble_cox_median", "ensemble_cox_lower", "ensemble_cox_upper"),
+    ),
+    "pooled": EstimateKind(
+        "Pooled posterior over the reconstructions, 95% CrI",
+        "D",
+        "#c0392b",
+        ("pooled_median", "pooled_lower", "pooled_upper"),
+    ),
+    "frequentist": EstimateKind(
+        "Cox on the cohort, 95% CI", "o", "#1f77b4", ("freq_hr", "freq_lower", "freq_upper")
+    ),
+    "posterior": EstimateKind(
+        "Posterior on the cohort, 95% CrI",
+        "D",
+        "#c0392b",
+        ("posterior_median", "posterior_lower", "posterior_upper"),
+    ),
+    "selection": EstimateKind(
+        "Selection-adjusted posterior, 95% CrI",
+        "v",
+        "#8e44ad",
+        ("selection_median", "selection_lower", "selection_upper"),
+    ),
 }
+"""Forest-plot estimate kinds, in drawing order."""
 
 
 def save_png(fig: plt.Figure, path: Path) -> Path:
@@ -55,9 +101,9 @@ class ForestRow:
 
 
 def forest_plot(rows: Sequence[ForestRow], path: Path, title: str = "") -> Path:
-    """The estimates of each hazard ratio side by side (kinds of ``ESTIMATE_STYLES``), log axis."""
+    """The estimates of each hazard ratio side by side (kinds of ``ESTIMATE_KINDS``), log axis."""
     n = len(rows)
-    kinds = [k for k in ESTIMATE_STYLES if any(k in r.estimates for r in rows)]
+    kinds = [k for k in ESTIMATE_KINDS if any(k in r.estimates for r in rows)]
     fig, ax = plt.subplots(figsize=(9, 1.1 + 0.9 * max(n, 1)))
     finite = [v for r in rows for e in r.estimates.values() for v in e if _ok(v)]
     lo_lim = min([0.05, *finite]) / 1.3
@@ -71,7 +117,8 @@ def forest_plot(rows: Sequence[ForestRow], path: Path, title: str = "") -> Path:
             est, lo, hi = r.estimates[kind]
             if not _ok(est):
                 continue
-            label, marker, color = ESTIMATE_STYLES[kind]
+            style = ESTIMATE_KINDS[kind]
+            label, marker, color = style.label, style.marker, style.color
             lo_c = lo if _ok(lo) else lo_lim
             hi_c = hi if _ok(hi) else hi_lim
             ax.plot([lo_c, hi_c], [y0 + off] * 2, color=color, lw=1.6)

@@ -21,6 +21,7 @@ from analysis.comparison.cif import competing_patients, draw_quantiles, posterio
 from analysis.frequentist import estimators as fq
 from analysis.inference.fits_io import find_fit
 from analysis.reporting.figures import (
+    ESTIMATE_KINDS,
     Band,
     CifCurve,
     CifPanel,
@@ -213,18 +214,6 @@ def _prior_posterior_items(fits: dict[str, Any], kind: str) -> list[Any]:
     return items
 
 
-FOREST_KINDS = {
-    "published": ("published_hr", "published_lower", "published_upper"),
-    "summary": ("summary_median", "summary_lower", "summary_upper"),
-    "ensemble_cox": ("ensemble_cox_median", "ensemble_cox_lower", "ensemble_cox_upper"),
-    "pooled": ("pooled_median", "pooled_lower", "pooled_upper"),
-    "frequentist": ("freq_hr", "freq_lower", "freq_upper"),
-    "posterior": ("posterior_median", "posterior_lower", "posterior_upper"),
-    "selection": ("selection_median", "selection_lower", "selection_upper"),
-}
-"""Forest-plot estimate kind -> the comparison row's (estimate, lower, upper) columns."""
-
-
 def forest_rows(rows: list[dict[str, Any]]) -> list[Any]:
     """Forest-plot rows from the comparison rows: with an ensemble, published, prior +
     published, ensemble Cox, pooled posterior and selection-adjusted; without one, the single
@@ -234,8 +223,8 @@ def forest_rows(rows: list[dict[str, Any]]) -> list[Any]:
     out = []
     for r in rows:
         est = {
-            kind: tuple(_number(r.get(c)) for c in cols)
-            for kind, cols in FOREST_KINDS.items()
+            kind: tuple(_number(r.get(c)) for c in style.columns)
+            for kind, style in ESTIMATE_KINDS.items()
             if kind not in skip
         }
         out.append(ForestRow(r["short"], est))

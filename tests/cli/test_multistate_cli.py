@@ -4,7 +4,6 @@ compilation, few draws) and the one-line errors of bad input (exit 2, nothing wr
 from __future__ import annotations
 
 import json
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -44,14 +43,11 @@ def run(tmp_path_factory):
     frame.to_csv(csv, index=False)
     argv = ["fit", "--data", str(csv), "--multistate", *ROLES, "--competing",
             "--covariates", "size", "--times", "12,24,60", *TINY,
-            "--json", str(root / "out.json"), "--out", str(root / "out.nc")]  # fmt: skip
+            "--json", str(root / "out.json"), "--out", str(root / "out.nc"),
+            "--no-remedies"]  # fmt: skip
     # few draws, one attempt: the counts and the outputs do not depend on the sampling bar, which
     # 300 draws need not reach (the remedies have their own test)
-    from analysis.inference import remedies
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(remedies, "fit_with_remedies", partial(remedies.fit_with_remedies, remedies=()))
-        status = main(argv)
+    status = main(argv)
     doc = json.loads((root / "out.json").read_text(encoding="utf-8"))
     return status, doc, frame, root
 

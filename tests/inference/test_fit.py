@@ -399,11 +399,21 @@ def test_a_registry_fit_that_misses_the_bar_is_refitted_with_the_remedies(monkey
     monkeypatch.setattr(diagnostics, "passes_bar", first_misses)
     settings = SamplerSettings(draws=100, tune=100, chains=2, seed=5, progress=False)
     lines: list[str] = []
-    result, compiled, attempts = runner._fit_with_ladder(
+    (result, summary), compiled, attempts = runner._fit_with_ladder(
         data, spec, settings, None, {"model_name": spec.name}, lines.append
     )
     assert [a.remedy for a in attempts] == ["none", "target_accept"]
+    label = next(i for i in summary.index if i.startswith("hr["))
+    assert summary.loc[label, "mean"] == pytest.approx(
+        float(result.idata.posterior["hr"].mean())
+    )  # the reported attempt's summary, computed once and reused by record_fit
     assert attempts[1].target_accept == 0.99 and attempts[1].reported
     assert float(result.idata.posterior.attrs["target_accept"]) == 0.99
     assert compiled is not None and compiled.uses == 2  # one structure for both attempts
     assert lines == ["sampling bar missed; refitting with target acceptance 0.99"]
+    lines.clear()
+    calls.clear()  # the first attempt misses again; without remedies it is the one reported
+    (_, _), _, attempts = runner._fit_with_ladder(
+        data, spec, settings, compiled, {"model_name": spec.name}, lines.append, remedies=False
+    )
+    assert [a.remedy for a in attempts] == ["none"] and attempts[0].reported and not lines
