@@ -228,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-accept",
         type=float,
         default=0.95,
-        help="NUTS target acceptance of the first attempt (default: %(default)s); a --data fit "
-        "with divergences or another miss of the sampling bar is refitted automatically (0.99 "
+        help="NUTS target acceptance of the first attempt (default: %(default)s); a fit (--data, "
+        "or the registry's cohort fits) with divergences or another miss of the sampling bar "
+        "is refitted automatically (0.99 "
         "after divergences, twice the draws, the other baseline parameterisation; exit 3 if all "
         "miss)",
     )

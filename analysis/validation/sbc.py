@@ -48,7 +48,7 @@ from analysis.core.atomic import atomic_path, write_json, write_text
 from analysis.core.errors import VlmsInputError
 from analysis.core.parallel import as_finished, stall_seconds
 from analysis.inference.engine import SamplerSettings, nutpie_sample
-from analysis.inference.remedies import REMEDIES, fit_with_remedies
+from analysis.inference.remedies import fit_with_remedies, ladder
 from analysis.validation import simulate as simulate
 
 DEFAULT_CUTS: tuple[float, ...] = (0.0, 6.0, 12.0, 24.0, 36.0, 60.0, 84.0, 120.0)
@@ -363,9 +363,8 @@ def run_simulation(
         def run(s: SbcSettings, p: Any) -> Any:
             return _sample(_compiled(model, data, p, s), data, model, s, seed)
 
-        ladder = REMEDIES if settings.remedies else ()
         idata, attempts = fit_with_remedies(
-            run, diagnostics.passes_bar, settings, priors, remedies=ladder
+            run, diagnostics.passes_bar, settings, priors, remedies=ladder(settings.remedies)
         )
         names = list(truth)
         draws = _posterior_draws(idata, names, model)

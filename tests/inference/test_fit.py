@@ -417,3 +417,39 @@ def test_a_registry_fit_that_misses_the_bar_is_refitted_with_the_remedies(monkey
         data, spec, settings, compiled, {"model_name": spec.name}, lines.append, remedies=False
     )
     assert [a.remedy for a in attempts] == ["none"] and attempts[0].reported and not lines
+
+
+@pytest.mark.parametrize("remedies", [True, False])
+def test_no_remedies_reaches_the_cohort_fits_and_the_members_refits(
+    monkeypatch, tmp_path, remedies
+) -> None:
+    """``vlms fit --no-remedies`` on the registry: the cohort's fits get no ladder and the
+    stacked members' fits a single attempt (recorded from the calls, nothing sampled)."""
+    from analysis.inference import runner
+    from analysis.inference.engine import SamplerSettings
+    from analysis.inference.ensemble import MAX_ATTEMPTS
+
+    class StopHereError(Exception):
+        pass
+
+    seen: dict[str, object] = {}
+
+    def fake_cohort(*args, **kwargs):
+        seen["cohort_remedies"] = kwargs["remedies"]
+        return []
+
+    def fake_jobs(jobs, settings, **kwargs):
+        seen["max_attempts"] = kwargs["max_attempts"]
+        raise StopHereError
+
+    monkeypatch.setattr(runner, "fit_cohort", fake_cohort)
+    monkeypatch.setattr(runner, "run_jobs", fake_jobs)
+    df = validate_cohort(make_cohort_frame(n=63, seed=4), "x")
+    specs = [s for s in REGISTRY if s.name == "dss_overall"]
+    with pytest.raises(StopHereError):
+        runner.run_registry(
+            df, tmp_path, SamplerSettings(), specs, members={1: df, 2: df},
+            log=lambda line: None, remedies=remedies,
+        )  # fmt: skip
+    assert seen == {"cohort_remedies": remedies, "max_attempts": MAX_ATTEMPTS if remedies else 1}
+    assert MAX_ATTEMPTS > 1

@@ -175,10 +175,10 @@ def test_a_fit_missing_the_bar_is_refitted_with_the_remedies(
 ) -> None:
     """Too few draws for the bar: the record keeps the first verdict, the remedies tried and the
     last fit's diagnostics (here a one-step ladder, longer chains, to keep the test short)."""
-    from analysis.inference.remedies import REMEDIES
+    from analysis.inference import remedies
 
-    longer = tuple(r for r in REMEDIES if r.name == "longer")
-    monkeypatch.setattr(validate, "REMEDIES", longer)
+    longer = tuple(r for r in remedies.REMEDIES if r.name == "longer")
+    monkeypatch.setattr(remedies, "REMEDIES", longer)  # what remedies.ladder() hands out
     settings = validate.SbcSettings(sampler="pymc", draws=60, tune=60, chains=2, seed=3)
     record = validate.run_simulation(validate.MODELS["pem_tma"], 0, 5, settings, Priors())
     assert record["error"] is None
