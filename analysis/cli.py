@@ -201,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tune",
         type=int,
-        help="warm-up draws per chain (default: --data and the registry's cohort fits 1000; "
-        "ensemble and prior sensitivity fits 300); raise it if "
+        help="warm-up draws per chain (default: --data 1000; the registry's cohort fits 300 "
+        "with nutpie, 1000 with pymc; ensemble and prior sensitivity fits 300); raise it if "
         "R-hat > 1.01",
     )
     p.add_argument(
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--members",
         type=int,
-        help="registry: fit the first N members only (default: all; for a quick look)",
+        help="registry: fit the first N members only (default: all; make fit: 20)",
     )
     p.add_argument(
         "--workers",

@@ -624,15 +624,21 @@ def registry_reference(table: pd.DataFrame, fits: dict[str, Any]) -> pd.DataFram
     return out
 
 
-def ensemble_for(args: argparse.Namespace, out_dir: Path) -> Path | None:
+def ensemble_for(args: argparse.Namespace, out_dir: Path) -> tuple[Path | None, list[int]]:
     """The ensemble whose members' Cox HRs go beside the pooled posterior: ``--ensemble``, else
-    the file the saved ensemble fits name (when it still exists)."""
-    from analysis.inference.ensemble_io import saved_ensemble_source
+    the file the saved ensemble fits name (when it still exists); and, when that file is the
+    saved fits' own, the members they hold (``vlms fit --members N`` fits the first N: the Cox
+    column then summarises the same members as the pooled posterior), else ``[]`` (all)."""
+    from analysis.inference.ensemble_io import saved_ensemble
 
+    source, fitted = saved_ensemble(out_dir)
     if getattr(args, "ensemble", None) is not None:
-        return Path(args.ensemble)
-    source = saved_ensemble_source(out_dir)
-    return Path(source) if source and Path(source).is_file() else None
+        path = Path(args.ensemble)
+        same = source is not None and path.resolve() == Path(source).resolve()
+        return path, fitted if same else []
+    if source and Path(source).is_file():
+        return Path(source), fitted
+    return None, []
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -653,8 +659,10 @@ def run_cli(args: argparse.Namespace) -> int:
         raise VlmsInputError("file not found", file=str(args.published))
     df = ch.load_cohort(args.cohort)
     published = load_published(args.published)
-    ens_path = ensemble_for(args, out_dir)
+    ens_path, fitted = ensemble_for(args, out_dir)
     members = ch.load_ensemble(ens_path) if ens_path is not None else {}
+    if fitted:
+        members = {r: m for r, m in members.items() if r in set(fitted)}
     fits = load_fits(fits_dir, [s.name for s in REGISTRY])
     if not fits:
         _log(f"vlms compare: no saved fits in {fits_dir} (run `vlms fit`); posterior columns empty")

@@ -125,8 +125,10 @@ def plan_batches(
 
     A group of ``n`` jobs of a kind with maximum batch size ``s`` makes ``ceil(n / s)`` batches
     of ``ceil(n / batches)`` slots (so padding is under one slot per batch), unless ``sizes``
-    gives the structure a size already (one that is compiled: refits reuse it, padded). Each
-    batch gets its own seed (:func:`batch_seed`).
+    gives the structure a size already (the first attempt's; for refits): then full batches of
+    that size and the rest in one of the smallest power of two that holds it (a refit of one
+    fit is not padded to a batch of 16, and a structure has few sizes, each compiled once and
+    then loaded from the disk cache). Each batch gets its own seed (:func:`batch_seed`).
     """
     groups: dict[Structure, list[FitJob]] = {}
     for job in jobs:
@@ -134,14 +136,26 @@ def plan_batches(
     batches = []
     for structure, members in groups.items():
         fixed = (sizes or {}).get(structure)
-        n_batches = math.ceil(len(members) / (fixed or max_size[structure.kind]))
-        size = fixed or math.ceil(len(members) / n_batches)
-        for chunk in np.array_split(np.arange(len(members)), n_batches):
-            part = tuple(members[i] for i in chunk)
+        for part, size in _chunks(members, fixed or max_size[structure.kind], bool(fixed)):
             seed = batch_seed(settings.seed, [j.key for j in part], attempt)
             sampler = dataclasses.replace(settings, seed=seed, progress=False)
             batches.append(Batch(structure, size, part, BatchSettings(sampler, thin, cores)))
     return batches
+
+
+def _chunks(
+    jobs: Sequence[FitJob], most: int, powers_of_two: bool
+) -> list[tuple[tuple[FitJob, ...], int]]:
+    """``jobs`` cut into batches of at most ``most``, with each batch's size: equal parts
+    (``ceil(n / batches)`` slots), or (``powers_of_two``) full batches of ``most`` and the rest
+    in a batch of the smallest power of two that holds it (at most ``most``)."""
+    if powers_of_two:
+        parts = [tuple(jobs[i : i + most]) for i in range(0, len(jobs), most)]
+        return [(p, min(most, 2 ** math.ceil(math.log2(len(p))))) for p in parts]
+    n_batches = math.ceil(len(jobs) / most)
+    size = math.ceil(len(jobs) / n_batches)
+    chunks = np.array_split(np.arange(len(jobs)), n_batches)
+    return [(tuple(jobs[i] for i in chunk), size) for chunk in chunks]
 
 
 # --------------------------------------------------------------------------- stacked data

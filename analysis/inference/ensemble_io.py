@@ -143,9 +143,16 @@ def member_names(out_dir: Path) -> list[str]:
 
 def saved_ensemble_source(out_dir: Path) -> str | None:
     """The ensemble file the saved member fits came from (their ``ensemble_source``)."""
+    return saved_ensemble(out_dir)[0]
+
+
+def saved_ensemble(out_dir: Path) -> tuple[str | None, list[int]]:
+    """The ensemble file the saved member fits came from (their ``ensemble_source``) and the
+    members fitted (``vlms fit --members N`` fits the first N); ``(None, [])`` without any."""
     names = member_names(out_dir)
     if not names:
-        return None
+        return None, []
     from analysis.inference.diagnostics import load_fit
 
-    return load_fit(ensemble_dir(out_dir) / f"{names[0]}.nc").posterior.attrs.get("ensemble_source")
+    post = load_fit(ensemble_dir(out_dir) / f"{names[0]}.nc").posterior
+    return post.attrs.get("ensemble_source"), [int(r) for r in post[MEMBER_DIM].values]

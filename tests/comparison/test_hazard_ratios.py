@@ -313,3 +313,31 @@ def test_sensitivity_table_gets_summary_level_and_registry_columns() -> None:
     assert out["registry_fit_hr_median"].iloc[1] == pytest.approx(math.exp(0.7), rel=0.03)
     md = compare.sensitivity_markdown(out)
     assert "MISSED" in md and "2 divergences" in md
+
+
+def test_the_cox_column_takes_the_members_the_saved_fits_hold(tmp_path: Path) -> None:
+    """``vlms fit --members 2`` on a 3-member ensemble: compare's Cox column summarises members 1
+    and 2, the pooled posterior's, not the whole file; another file given with --ensemble is read
+    whole."""
+    import argparse
+
+    import pandas as pd
+    import xarray as xr
+
+    from analysis.inference.ensemble_io import write_members
+    from tests.ensemble_helpers import write_ensemble
+
+    ens = write_ensemble(tmp_path / "cohorts.csv", members=3)
+    other = write_ensemble(tmp_path / "other.csv", members=3, seed=5)
+    hr = np.ones((2, 5, 2, 1))
+    dims = ("chain", "draw", "reconstruction", "covariate")
+    coords = {"reconstruction": [1, 2], "covariate": ["x"]}
+    post = xr.Dataset({v: (dims, hr) for v in ("beta", "hr")}, coords=coords)
+    stats = xr.Dataset({"diverging": (dims[:3], np.zeros((2, 5, 2), bool))}, coords=coords)
+    write_members(tmp_path, "m", post, stats, pd.DataFrame({"reconstruction": [1, 2]}),
+                  {"ensemble_source": str(ens)})  # fmt: skip
+    saved = compare.ensemble_for(argparse.Namespace(ensemble=None), tmp_path)
+    assert saved == (ens, [1, 2])
+    assert compare.ensemble_for(argparse.Namespace(ensemble=ens), tmp_path) == (ens, [1, 2])
+    assert compare.ensemble_for(argparse.Namespace(ensemble=other), tmp_path) == (other, [])
+    assert compare.ensemble_for(argparse.Namespace(ensemble=None), tmp_path / "none") == (None, [])

@@ -131,8 +131,9 @@ def test_fits_missing_the_bar_are_refitted_with_more_draws(monkeypatch) -> None:
     assert second["dss_beta_catenin@0"].settings.sampler.target_accept == 0.99
     assert [j.key for b in calls[2] for j in b.jobs] == ["dss_igf1r@1"]
     assert calls[2][0].settings.thin == 4
-    # refits reuse the compiled batch size, padded
-    assert {b.size for b in calls[1] + calls[2]} == {calls[0][0].size}
+    # refits: batches of the smallest power of two that holds them, at most the first size
+    assert calls[0][0].size == 6 and {b.size for b in calls[1]} == {6}
+    assert [b.size for b in calls[2]] == [1]
     r = run.results["dss_igf1r@1"]
     assert r.attempt == 3 and r.bar["ok"] and r.posterior.sizes["draw"] == 600
     # a divergence counts against every fit of its batch: all six were refitted once
@@ -204,3 +205,18 @@ def test_batches_run_on_a_dask_cluster() -> None:
     post = run.results["dss_igf1r@1"].posterior
     assert post.sizes["draw"] == 100 and list(post["hr"].coords["covariate"].values) == ["igf1r"]
     assert run.batches and run.batches[0]["fits"] == 4
+
+
+def test_refit_batches_take_the_smallest_power_of_two_that_holds_them() -> None:
+    jobs = _jobs(["dss_overall", "dss_igf1r", "dss_radiation"])
+    sizes = {structure_of(jobs[0]): 16}
+    assert [b.size for b in plan_batches(jobs, SamplerSettings(), {"pem": 16}, sizes=sizes)] == [4]
+    one = plan_batches(jobs[:1], SamplerSettings(), {"pem": 16}, sizes=sizes)
+    assert [(b.size, len(b.jobs)) for b in one] == [(1, 1)]
+    many = _jobs(["dss_overall"], cohorts=20)
+    planned = plan_batches(many, SamplerSettings(), {"pem": 16}, sizes={structure_of(many[0]): 6})
+    assert [(b.size, len(b.jobs)) for b in planned] == [(6, 6)] * 3 + [(2, 2)]
+    seventeen = plan_batches(
+        many[:17], SamplerSettings(), {"pem": 16}, sizes={structure_of(many[0]): 16}
+    )
+    assert [(b.size, len(b.jobs)) for b in seventeen] == [(16, 16), (1, 1)]

@@ -66,3 +66,30 @@ def test_convergence_keeps_dims_and_the_bar_reads_it() -> None:
     bad = bar_from_convergence({k: v.sel(fit=2) for k, v in conv.items()}, 0)
     assert ok["ok"] and not bad["ok"] and bad["failing"] == ["beta (1 of 2)"]
     assert not bar_from_convergence({k: v.sel(fit=0) for k, v in conv.items()}, 1)["ok"]
+
+
+def test_load_fit_reads_a_file_once_and_hands_out_copies(tmp_path, monkeypatch) -> None:
+    """A saved fit read again is not reopened while unchanged; each caller gets its own groups
+    and attributes; a file replaced (a new fit saved over it) is read anew."""
+    import arviz as az
+
+    from analysis.inference import diagnostics
+    from analysis.inference.engine import save_idata
+
+    def idata(value: float):
+        post = xr.Dataset({"x": (("chain", "draw"), np.full((2, 3), value))})
+        return az.InferenceData(posterior=post)
+
+    path = save_idata(idata(1.0), tmp_path / "fit.nc")
+    reads = []
+    real = az.from_netcdf
+    monkeypatch.setattr(az, "from_netcdf", lambda p: reads.append(p) or real(p))
+    first = diagnostics.load_fit(path)
+    first.posterior.attrs["mine"] = 1
+    first.posterior["y"] = first.posterior["x"] * 2
+    second = diagnostics.load_fit(path)
+    assert len(reads) == 1
+    assert "mine" not in second.posterior.attrs and "y" not in second.posterior
+    assert float(second.posterior["x"].mean()) == 1.0
+    save_idata(idata(2.0), path)  # replaced by a rename: a new file
+    assert float(diagnostics.load_fit(path).posterior["x"].mean()) == 2.0 and len(reads) == 2
