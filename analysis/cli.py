@@ -337,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ensemble",
         type=Path,
-        help="ensemble for the members' Cox HRs (default: the file the saved fits came from)",
+        help="ensemble for the members' Cox HRs (default: the file the saved fits came from, "
+        "over the members they hold)",
     )
     p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED)
     p.add_argument("--out-dir", type=Path, default=DEFAULT_REPORTS)

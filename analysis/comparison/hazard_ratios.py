@@ -7,8 +7,8 @@ Outputs (under ``--out-dir``, default ``reports/``):
 * ``tables/hr_comparison.{csv,md,json}``: one row per hazard ratio the paper publishes
   (beta-catenin and IGF-1R on RFS and on DSS, surgery plus radiation on DSS, adjuvant therapy):
   the published HR, CI and P; the fit's log-HR prior updated by the published estimate alone
-  (:mod:`analysis.inference.summary_posterior`); the univariate Cox HR on every member of the
-  reconstruction ensemble (median and 90% range); the pooled posterior over the members
+  (:mod:`analysis.inference.summary_posterior`); the univariate Cox HR on every fitted member of
+  the reconstruction ensemble (median and 90% range); the pooled posterior over the members
   (``fits/pooled/<name>.nc``) with the between-reconstruction share of its log-HR variance
   (:mod:`analysis.comparison.ensemble_summary`); the selection-adjusted posterior of the two
   printed biomarkers (:mod:`analysis.comparison.selection`); and, in the CSV/JSON, the single
@@ -35,6 +35,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,7 @@ def comparison_rows(
 
     Columns (prefix): ``published_*`` (the paper: HR, 95% CI, P); ``summary_*`` (the fit's
     log-HR prior updated by the published estimate alone); ``ensemble_cox_*`` (univariate Cox
-    on every member of the reconstruction ensemble: median and 90% range over the members;
+    on every fitted member of the reconstruction ensemble: median and 90% range over them;
     ``ensemble`` maps member -> :func:`paper_statistics`); ``pooled_*`` (the pooled posterior of
     the registry fit over the members: median, 95% interval, P(HR > 1), and the between-
     reconstruction share of its log-HR variance; ``pooled`` maps fit name -> pooled posterior);
@@ -373,6 +374,17 @@ FRAMING = (
 """The one sentence above the comparison table (report and markdown)."""
 
 
+def _ranges(ids: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    parts: list[str] = []
+    for i in sorted(ids):
+        if parts and i == int(parts[-1].split("-")[-1]) + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        else:
+            parts.append(str(i))
+    return ", ".join(parts) or "none"
+
+
 def column_notes(meta: dict[str, Any]) -> list[str]:
     """What each column is, one line each."""
     lines = [
@@ -384,9 +396,9 @@ def column_notes(meta: dict[str, Any]) -> list[str]:
     if meta.get("members"):
         lines += [
             f"Ensemble Cox: univariate Cox (Efron ties) on each of the {meta['members']} "
-            f"reconstructed cohorts of `{meta.get('ensemble', '')}`; median and 5%-95% range over "
-            "them.",
-            "Pooled posterior: the registry's piecewise-exponential model fitted on every member, "
+            f"reconstructed cohorts of `{meta.get('ensemble', '')}` that were fitted (members "
+            f"{_ranges(meta.get('member_ids', []))}); median and 5%-95% range over them.",
+            "Pooled posterior: the registry's piecewise-exponential model fitted on each of them, "
             f"draws pooled with equal weight; median and {INTERVAL} credible interval. Between-"
             "reconstruction share: Var_r(E[log HR | r]) / Var(log HR) (law of total variance).",
         ]
@@ -624,21 +636,48 @@ def registry_reference(table: pd.DataFrame, fits: dict[str, Any]) -> pd.DataFram
     return out
 
 
-def ensemble_for(args: argparse.Namespace, out_dir: Path) -> tuple[Path | None, list[int]]:
+def ensemble_for(
+    args: argparse.Namespace, out_dir: Path
+) -> tuple[Path | None, dict[str, list[int]]]:
     """The ensemble whose members' Cox HRs go beside the pooled posterior: ``--ensemble``, else
     the file the saved ensemble fits name (when it still exists); and, when that file is the
-    saved fits' own, the members they hold (``vlms fit --members N`` fits the first N: the Cox
-    column then summarises the same members as the pooled posterior), else ``[]`` (all)."""
+    saved fits' own, the members each model's fits hold (``vlms fit --members N`` fits the
+    first N: the Cox column then summarises the members the pooled posteriors mix), else
+    ``{}`` (every member of the file)."""
     from analysis.inference.ensemble_io import saved_ensemble
 
     source, fitted = saved_ensemble(out_dir)
     if getattr(args, "ensemble", None) is not None:
         path = Path(args.ensemble)
         same = source is not None and path.resolve() == Path(source).resolve()
-        return path, fitted if same else []
+        return path, fitted if same else {}
     if source and Path(source).is_file():
         return Path(source), fitted
-    return None, []
+    return None, {}
+
+
+def fitted_members(
+    members: dict[int, Any], fitted: dict[str, list[int]], log: Callable[[str], None]
+) -> dict[int, Any]:
+    """The members of the ensemble file that every model's saved fits hold (all of them when
+    ``fitted`` is empty); logs when the models hold different members or members the file
+    lacks."""
+    if not fitted:
+        return members
+    sets = [set(v) for v in fitted.values()]
+    common = set.intersection(*sets)
+    if any(s != common for s in sets):
+        log(
+            "vlms compare: the saved ensemble fits hold different members (a vlms fit --only "
+            f"run?); the Cox column takes the {len(common)} every model holds"
+        )
+    missing = sorted(common - set(members))
+    if missing:
+        log(
+            f"vlms compare: {len(missing)} fitted members are not in the ensemble file "
+            f"(regenerated since?); the Cox column leaves them out"
+        )
+    return {r: m for r, m in members.items() if r in common}
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -661,8 +700,7 @@ def run_cli(args: argparse.Namespace) -> int:
     published = load_published(args.published)
     ens_path, fitted = ensemble_for(args, out_dir)
     members = ch.load_ensemble(ens_path) if ens_path is not None else {}
-    if fitted:
-        members = {r: m for r, m in members.items() if r in set(fitted)}
+    members = fitted_members(members, fitted, _log)
     fits = load_fits(fits_dir, [s.name for s in REGISTRY])
     if not fits:
         _log(f"vlms compare: no saved fits in {fits_dir} (run `vlms fit`); posterior columns empty")
@@ -693,7 +731,12 @@ def run_cli(args: argparse.Namespace) -> int:
         "members": len(members),
         "framing": FRAMING,
         "columns": column_notes(
-            {"cohort": str(args.cohort), "members": len(members), "ensemble": str(ens_path)}
+            {
+                "cohort": str(args.cohort),
+                "members": len(members),
+                "member_ids": list(members),
+                "ensemble": str(ens_path),
+            }
         ),
     }
     print(write_comparison(rows, meta, out_dir))

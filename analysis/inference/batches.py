@@ -151,7 +151,7 @@ def _chunks(
     in a batch of the smallest power of two that holds it (at most ``most``)."""
     if powers_of_two:
         parts = [tuple(jobs[i : i + most]) for i in range(0, len(jobs), most)]
-        return [(p, min(most, 2 ** math.ceil(math.log2(len(p))))) for p in parts]
+        return [(p, min(most, 1 << (len(p) - 1).bit_length())) for p in parts]
     n_batches = math.ceil(len(jobs) / most)
     size = math.ceil(len(jobs) / n_batches)
     chunks = np.array_split(np.arange(len(jobs)), n_batches)

@@ -54,7 +54,8 @@ def load_fit(path: str | Path) -> Any:
     time: outputs are replaced by renaming, so a rewritten file is a new inode), is not read
     again: opening the NetCDF costs about 0.4 s, and ``vlms compare`` and ``vlms report`` each
     read most fits two or three times. Each call returns its own shallow copy (new groups and
-    attributes; the arrays are shared and must not be written to).
+    attributes; the arrays are shared and must not be written to). Writers must replace a fit
+    file (:func:`analysis.core.atomic.atomic_path`), never rewrite it in place.
     """
     stat = Path(path).stat()
     key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
@@ -63,7 +64,7 @@ def load_fit(path: str | Path) -> Any:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = az.from_netcdf(str(path))
     idata = _LOADED[key]
-    return az.InferenceData(**{g: idata[g].copy(deep=False) for g in idata.groups()})
+    return make_idata(**{g: idata[g].copy(deep=False) for g in idata.groups()})
 
 
 def make_idata(**groups: Any) -> Any:

@@ -141,18 +141,22 @@ def member_names(out_dir: Path) -> list[str]:
     return sorted(p.stem for p in ensemble_dir(out_dir).glob("*.nc"))
 
 
-def saved_ensemble_source(out_dir: Path) -> str | None:
-    """The ensemble file the saved member fits came from (their ``ensemble_source``)."""
-    return saved_ensemble(out_dir)[0]
-
-
-def saved_ensemble(out_dir: Path) -> tuple[str | None, list[int]]:
-    """The ensemble file the saved member fits came from (their ``ensemble_source``) and the
-    members fitted (``vlms fit --members N`` fits the first N); ``(None, [])`` without any."""
+def saved_ensemble(out_dir: Path) -> tuple[str | None, dict[str, list[int]]]:
+    """The ensemble file the saved member fits came from (their ``ensemble_source``) and, per
+    model, the members fitted (``vlms fit --members N`` fits the first N; a run with ``--only``
+    rewrites only its models' files); ``(None, {})`` without any."""
     names = member_names(out_dir)
     if not names:
-        return None, []
+        return None, {}
     from analysis.inference.diagnostics import load_fit
 
     post = load_fit(ensemble_dir(out_dir) / f"{names[0]}.nc").posterior
-    return post.attrs.get("ensemble_source"), [int(r) for r in post[MEMBER_DIM].values]
+    fitted = {}
+    for name in names:
+        table = ensemble_dir(out_dir) / f"{name}.members.csv"
+        if table.is_file():
+            fitted[name] = sorted(int(r) for r in pd.read_csv(table)[MEMBER_DIM])
+        else:
+            fitted[name] = [int(r) for r in load_fit(ensemble_dir(out_dir) / f"{name}.nc")
+                            .posterior[MEMBER_DIM].values]  # fmt: skip
+    return post.attrs.get("ensemble_source"), fitted

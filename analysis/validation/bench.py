@@ -588,7 +588,7 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if doc.get("models"):
         lines += [
-            "## Per model (registry fits, 4 chains x 1000 draws after 1000 tuning)",
+            "## Per model (registry models, 4 chains x 1000 draws after 1000 tuning)",
             "",
             "ESS/s: smallest bulk ESS over the model's parameters / sampling seconds. PyMC: its "
             "default NUTS (`pm.sample`), same model, data, seed, target_accept; its sampling "

@@ -143,7 +143,9 @@ DEFAULT_MODELS = ("pem_tma", "competing")
 
 @dataclass(frozen=True)
 class SbcSettings(SamplerSettings):
-    """Sampler settings of every refit (defaults as ``make fit``; the seed is per simulation),
+    """Sampler settings of every refit (defaults as ``vlms fit --data``: 1000 draws after 1000
+    warm-up iterations, more warm-up than the registry's cohort fits take with nutpie; the seed
+    is per simulation),
     how many posterior draws each rank is computed from, and whether a fit that misses the bar
     is refitted with the remedies of ``vlms fit`` (:mod:`analysis.inference.remedies`)."""
 

@@ -318,7 +318,7 @@ def test_sensitivity_table_gets_summary_level_and_registry_columns() -> None:
 def test_the_cox_column_takes_the_members_the_saved_fits_hold(tmp_path: Path) -> None:
     """``vlms fit --members 2`` on a 3-member ensemble: compare's Cox column summarises members 1
     and 2, the pooled posterior's, not the whole file; another file given with --ensemble is read
-    whole."""
+    whole; models holding different members (a ``--only`` run) leave the members all hold."""
     import argparse
 
     import pandas as pd
@@ -329,15 +329,36 @@ def test_the_cox_column_takes_the_members_the_saved_fits_hold(tmp_path: Path) ->
 
     ens = write_ensemble(tmp_path / "cohorts.csv", members=3)
     other = write_ensemble(tmp_path / "other.csv", members=3, seed=5)
-    hr = np.ones((2, 5, 2, 1))
-    dims = ("chain", "draw", "reconstruction", "covariate")
-    coords = {"reconstruction": [1, 2], "covariate": ["x"]}
-    post = xr.Dataset({v: (dims, hr) for v in ("beta", "hr")}, coords=coords)
-    stats = xr.Dataset({"diverging": (dims[:3], np.zeros((2, 5, 2), bool))}, coords=coords)
-    write_members(tmp_path, "m", post, stats, pd.DataFrame({"reconstruction": [1, 2]}),
-                  {"ensemble_source": str(ens)})  # fmt: skip
-    saved = compare.ensemble_for(argparse.Namespace(ensemble=None), tmp_path)
-    assert saved == (ens, [1, 2])
-    assert compare.ensemble_for(argparse.Namespace(ensemble=ens), tmp_path) == (ens, [1, 2])
-    assert compare.ensemble_for(argparse.Namespace(ensemble=other), tmp_path) == (other, [])
-    assert compare.ensemble_for(argparse.Namespace(ensemble=None), tmp_path / "none") == (None, [])
+
+    def save(name: str, members: list[int]) -> None:
+        dims = ("chain", "draw", "reconstruction", "covariate")
+        coords = {"reconstruction": members, "covariate": ["x"]}
+        hr = np.ones((2, 5, len(members), 1))
+        post = xr.Dataset({v: (dims, hr) for v in ("beta", "hr")}, coords=coords)
+        stats = xr.Dataset(
+            {"diverging": (dims[:3], np.zeros((2, 5, len(members)), bool))}, coords=coords
+        )
+        table = pd.DataFrame({"reconstruction": members})
+        write_members(tmp_path, name, post, stats, table, {"ensemble_source": str(ens)})
+
+    save("a", [1, 2])
+    fitted = {"a": [1, 2]}
+    assert compare.ensemble_for(argparse.Namespace(ensemble=None), tmp_path) == (ens, fitted)
+    assert compare.ensemble_for(argparse.Namespace(ensemble=ens), tmp_path) == (ens, fitted)
+    assert compare.ensemble_for(argparse.Namespace(ensemble=other), tmp_path) == (other, {})
+    assert compare.ensemble_for(argparse.Namespace(ensemble=None), tmp_path / "no") == (None, {})
+    file_members = {1: "m1", 2: "m2", 3: "m3"}
+    said: list[str] = []
+    assert compare.fitted_members(file_members, fitted, said.append) == {1: "m1", 2: "m2"}
+    assert said == []
+    assert compare.fitted_members(file_members, {}, said.append) == file_members
+    save("b", [1, 2, 3, 4])  # another run, with a regenerated file of 4 members
+    _, fitted = compare.ensemble_for(argparse.Namespace(ensemble=None), tmp_path)
+    assert fitted == {"a": [1, 2], "b": [1, 2, 3, 4]}
+    assert compare.fitted_members(file_members, fitted, said.append) == {1: "m1", 2: "m2"}
+    assert len(said) == 1 and "different members" in said[0]
+    said.clear()
+    assert compare.fitted_members({1: "m1"}, {"b": [1, 2]}, said.append) == {1: "m1"}
+    assert len(said) == 1 and "not in the ensemble file" in said[0]
+    notes = compare.column_notes({"cohort": "c", "members": 2, "member_ids": [1, 2, 3, 7]})
+    assert any("(members 1-3, 7)" in line for line in notes)

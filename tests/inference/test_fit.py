@@ -453,3 +453,22 @@ def test_no_remedies_reaches_the_cohort_fits_and_the_members_refits(
         )  # fmt: skip
     assert seen == {"cohort_remedies": remedies, "max_attempts": MAX_ATTEMPTS if remedies else 1}
     assert MAX_ATTEMPTS > 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "tune"),
+    [
+        (["fit"], 300),  # the registry's cohort fits with nutpie: nutpie's own default
+        (["fit", "--sampler", "pymc"], 1000),
+        (["fit", "--data", "x.csv", "--time", "t", "--event", "e"], 1000),
+        (["fit", "--tune", "700"], 700),
+        (["fit", "--data", "x.csv", "--time", "t", "--event", "e", "--tune", "50"], 50),
+    ],
+)
+def test_default_warm_up_of_each_kind_of_fit(argv: list[str], tune: int) -> None:
+    from analysis.cli import build_parser
+    from analysis.inference.fit_command import _settings
+
+    args = build_parser().parse_args(argv)
+    settings = _settings(args, "x.csv", registry=args.data is None)
+    assert settings.tune == tune and settings.draws == 1000
