@@ -729,16 +729,10 @@ def run_cli(args: argparse.Namespace) -> int:
         "synthetic": True,
         "ensemble": str(ens_path) if members else "",
         "members": len(members),
+        "member_ids": list(members),
         "framing": FRAMING,
-        "columns": column_notes(
-            {
-                "cohort": str(args.cohort),
-                "members": len(members),
-                "member_ids": list(members),
-                "ensemble": str(ens_path),
-            }
-        ),
     }
+    meta["columns"] = column_notes(meta)
     print(write_comparison(rows, meta, out_dir))
     write_pooled_table(pooled, out_dir)
     from analysis.comparison import cif as cc

@@ -170,7 +170,9 @@ def test_markdown_table_with_and_without_an_ensemble() -> None:
     assert "inside" not in md
     pooled = {"dss_beta_catenin": _pooled("beta_catenin", [0.1, 0.5])}
     rows = compare.comparison_rows(published, {}, _fits(), pooled=pooled, ensemble={1: {}})
-    header = compare.comparison_markdown(rows, {"cohort": "x", "n": 1, "members": 2}).split("\n")
+    meta = {"cohort": "x", "n": 1, "members": 2, "member_ids": [1, 2]}
+    header = compare.comparison_markdown(rows, meta).split("\n")
+    assert any("(members 1-2)" in line for line in header)
     head = next(line for line in header if line.startswith("| Hazard ratio"))
     assert head.index("Published") < head.index("Prior + published") < head.index("Ensemble Cox")
     assert head.index("Ensemble Cox") < head.index("Pooled") < head.index("Selection-adjusted")

@@ -172,6 +172,18 @@ def test_diagnose_on_saved_fits(registry_run: Path) -> None:
     assert (registry_run / "figures" / "prior_survival_dss_overall.png").stat().st_size > 0
 
 
+def test_compare_on_saved_fits_names_the_fitted_members(registry_run: Path) -> None:
+    """The Cox column of ``vlms compare`` takes the members the saved fits hold (here all 3)."""
+    import json
+
+    cohort = registry_run.parent / "cohort.csv"
+    assert main(["compare", "--cohort", str(cohort), "--out-dir", str(registry_run)]) == 0
+    doc = json.loads((registry_run / "tables" / "hr_comparison.json").read_text())
+    assert doc["members"] == 3 and doc["member_ids"] == [1, 2, 3]
+    md = (registry_run / "tables" / "hr_comparison.md").read_text()
+    assert "(members 1-3)" in md
+
+
 def test_imputed_fits_stay_on_the_cohort() -> None:
     """The stacked member fits take complete cases: a model whose data impute covariates
     (competing_clinical on the reconstruction) gets no member job; its complete-case twin does."""
