@@ -376,13 +376,13 @@ FRAMING = (
 
 def _ranges(ids: list[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
-    parts: list[str] = []
+    runs: list[list[int]] = []
     for i in sorted(ids):
-        if parts and i == int(parts[-1].split("-")[-1]) + 1:
-            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
         else:
-            parts.append(str(i))
-    return ", ".join(parts) or "none"
+            runs.append([i, i])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs) or "none"
 
 
 def column_notes(meta: dict[str, Any]) -> list[str]:

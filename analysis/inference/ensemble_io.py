@@ -148,15 +148,11 @@ def saved_ensemble(out_dir: Path) -> tuple[str | None, dict[str, list[int]]]:
     names = member_names(out_dir)
     if not names:
         return None, {}
-    from analysis.inference.diagnostics import load_fit
+    from analysis.inference.diagnostics import load_fit, member_bars
 
     post = load_fit(ensemble_dir(out_dir) / f"{names[0]}.nc").posterior
-    fitted = {}
-    for name in names:
-        table = ensemble_dir(out_dir) / f"{name}.members.csv"
-        if table.is_file():
-            fitted[name] = sorted(int(r) for r in pd.read_csv(table)[MEMBER_DIM])
-        else:
-            fitted[name] = [int(r) for r in load_fit(ensemble_dir(out_dir) / f"{name}.nc")
-                            .posterior[MEMBER_DIM].values]  # fmt: skip
+    fitted = {
+        name: sorted(int(r) for r in member_bars(ensemble_dir(out_dir) / f"{name}.nc")[MEMBER_DIM])
+        for name in names
+    }
     return post.attrs.get("ensemble_source"), fitted
